@@ -1,0 +1,342 @@
+"""The `chatload` command: run, ui, emulator, report, compare, scenarios.
+
+This process only parses arguments, validates the scenario and starts child processes (the
+emulator, Locust, the report). It never imports Locust, gevent or boto3 itself.
+Exit codes: 0 thresholds passed, 1 a threshold failed, 2 invalid run or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from harness import processes
+from harness.runid import new_run_id
+
+EXIT_OK, EXIT_THRESHOLD, EXIT_INVALID = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_INVALID
+    try:
+        return int(args.handler(args))
+    except UsageError as exc:
+        print(f"chatload: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except processes.ProcessError as exc:
+        print(f"chatload: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("chatload: interrupted", file=sys.stderr)
+        return EXIT_INVALID
+
+
+# ---------------------------------------------------------------- argument parsing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatload",
+        description="Load and throttling tests for Amazon Connect chat (StartChatContact and the "
+        "Participant Service), against a local emulator or a real instance.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run a scenario headless and build its report",
+        description="Run a scenario headless (starting the emulator unless --endpoint-url or "
+        "--target aws says otherwise), build the report and exit by the thresholds: "
+        "0 passed, 1 a threshold failed, 2 invalid run or bad input.",
+    )
+    run.add_argument("scenario", nargs="?", help="scenario file or built-in name (see `chatload scenarios`)")
+    _add_run_options(run)
+    run.add_argument("--processes", type=int, metavar="N", help="Locust worker processes on this machine")
+    run.add_argument("--verbose", action="store_true", help="show Locust's own log lines")
+    run.set_defaults(handler=cmd_run)
+
+    ui = sub.add_parser(
+        "ui",
+        help="the emulator plus Locust's web UI for exploratory runs",
+        description="Start the emulator (unless --endpoint-url or --target aws) and Locust's web UI, "
+        "with the Throttling tab. Every run started from the UI leaves its own run folder.",
+    )
+    ui.add_argument("scenario", nargs="?", help="scenario file or built-in name (default ci-smoke)")
+    _add_run_options(ui)
+    ui.add_argument("--web-host", default="127.0.0.1", help="address of the web UI (default 127.0.0.1)")
+    ui.add_argument("--web-port", type=int, default=8089, help="port of the web UI (default 8089)")
+    ui.set_defaults(handler=cmd_ui)
+
+    emu = sub.add_parser("emulator", help="run the Amazon Connect chat emulator in the foreground")
+    emu.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    emu.add_argument("--port", type=int, default=8700, help="port (default 8700; 0 picks a free one)")
+    emu.add_argument("--config", type=Path, help="emulator TOML config (default: AWS's default quotas)")
+    emu.set_defaults(handler=cmd_emulator)
+
+    rep = sub.add_parser("report", help="(re)build the report of a run folder")
+    rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    rep.set_defaults(handler=cmd_report)
+
+    cmp_ = sub.add_parser("compare", help="compare two runs side by side (HTML and Markdown)")
+    cmp_.add_argument("run_a", type=Path, metavar="RUN_A")
+    cmp_.add_argument("run_b", type=Path, metavar="RUN_B")
+    cmp_.add_argument("--out", type=Path, help="folder for the comparison")
+    cmp_.set_defaults(handler=cmd_compare)
+
+    scn = sub.add_parser("scenarios", help="list the built-in scenarios with their purpose")
+    scn.set_defaults(handler=cmd_scenarios)
+    return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rate", type=float, help="ad-hoc run: one flat stage at this many chats/s")
+    p.add_argument("--duration", help="ad-hoc run: stage length, e.g. 30s, 5m or plain seconds")
+    p.add_argument("--hold", help="ad-hoc run: how long each chat stays open (default 0s)")
+    p.add_argument("--rate-multiplier", type=float, default=1.0, help="scale every stage's rate")
+    p.add_argument("--target", choices=["emulator", "aws"], help="override the scenario's target")
+    p.add_argument("--endpoint-url", help="a running emulator (or Connect endpoint) to use")
+    p.add_argument("--emulator-config", type=Path, help="TOML config for the emulator this run starts")
+    p.add_argument("--region", help="AWS Region of the instance (target aws)")
+    p.add_argument("--instance-id", help="Amazon Connect instance id (target aws)")
+    p.add_argument("--contact-flow-id", help="contact flow id for StartChatContact (target aws)")
+    p.add_argument("--retry-mode", choices=["off", "standard", "adaptive", "legacy"], help="SDK retries")
+    p.add_argument("--max-attempts", type=int, help="SDK attempts per call when retries are on")
+    p.add_argument("--confirm-real-instance", action="store_true", help="consent to load a real instance")
+    p.add_argument("--max-chats", type=int, help="cap on chats started in the run")
+    p.add_argument("--max-rate", type=float, help="cap on the arrival rate (chats/s)")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="folder for run folders (default reports)")
+
+
+# ---------------------------------------------------------------- scenario resolution
+
+
+def resolve_scenario_path(name: str | None) -> Path:
+    """A path as given, or a built-in name from scenarios/ (with or without .toml)."""
+    if name is None:
+        name = "ci-smoke"
+    path = Path(name)
+    if path.is_file():
+        return path
+    builtin_dir = processes.project_root() / "scenarios"
+    for candidate in (builtin_dir / name, builtin_dir / f"{name}.toml"):
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"scenario {name!r}: no such file or built-in scenario (list them with `chatload scenarios`)")
+
+
+def load_run_scenario(args: argparse.Namespace):  # -> harness.scenario.Scenario
+    from harness import scenario as sc
+
+    try:
+        if args.rate is not None or args.duration is not None:
+            if args.scenario:
+                raise UsageError("give either a SCENARIO or --rate/--duration, not both")
+            if args.rate is None or args.duration is None:
+                raise UsageError("an ad-hoc run needs both --rate R and --duration D (e.g. --rate 3 --duration 30s)")
+            if args.rate <= 0:
+                raise UsageError(f"--rate: must be > 0 chats/s, got {args.rate}")
+            duration = _duration_flag("--duration", args.duration)
+            hold = _duration_flag("--hold", args.hold) if args.hold is not None else 0.0
+            return sc.adhoc_scenario(args.rate * args.rate_multiplier, duration, hold_s=hold)
+        path = resolve_scenario_path(args.scenario)
+        if args.rate_multiplier <= 0:
+            raise UsageError(f"--rate-multiplier: must be > 0, got {args.rate_multiplier}")
+        return sc.load_scenario(path, rate_multiplier=args.rate_multiplier)
+    except sc.ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _duration_flag(flag: str, text: str) -> float:
+    from harness.scenario import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+def locust_options(args: argparse.Namespace, scenario_path: Path | None) -> list[str]:
+    """Our own Locust options (harness/options.py) that carry this run's settings."""
+    opts: list[str] = []
+    if scenario_path is not None:
+        opts += ["--scenario", str(scenario_path.resolve())]
+    else:
+        opts += ["--rate", str(args.rate), "--duration", str(args.duration)]
+        if args.hold is not None:
+            opts += ["--hold", str(args.hold)]
+    if args.rate_multiplier != 1.0:
+        opts += ["--rate-multiplier", str(args.rate_multiplier)]
+    for flag, value in (
+        ("--target", args.target),
+        ("--region", args.region),
+        ("--instance-id", args.instance_id),
+        ("--contact-flow-id", args.contact_flow_id),
+        ("--retry-mode", args.retry_mode),
+        ("--max-attempts", args.max_attempts),
+        ("--max-chats", args.max_chats),
+        ("--max-rate", args.max_rate),
+    ):
+        if value is not None:
+            opts += [flag, str(value)]
+    if args.confirm_real_instance:
+        opts.append("--confirm-real-instance")
+    opts += ["--out", str(args.out.resolve())]
+    return opts
+
+
+def preflight(args: argparse.Namespace, scenario) -> str:
+    """Consent, caps and the pre-flight summary; returns the target kind."""
+    from harness import preflight as pf
+    from harness import safety
+
+    target = args.target or scenario.target.kind
+    if target == "aws":
+        if args.endpoint_url is None and args.emulator_config is not None:
+            raise UsageError("--emulator-config: only for the emulator target")
+        effective = _with_target_overrides(scenario, args)
+        problem = pf.consent_error(effective, args.confirm_real_instance)
+        if problem:
+            raise UsageError(problem)
+        problem = safety.check_caps(pf.plan(effective), safety.effective_caps(effective, args.max_chats, args.max_rate))
+        if problem:
+            raise UsageError(problem)
+        print(pf.format_plan(pf.plan(effective)), file=sys.stderr)
+    return target
+
+
+def _with_target_overrides(scenario, args: argparse.Namespace):
+    import dataclasses
+
+    changes = {
+        key: value
+        for key, value in (
+            ("kind", "aws"),
+            ("region", args.region),
+            ("instance_id", args.instance_id),
+            ("contact_flow_id", args.contact_flow_id),
+        )
+        if value is not None
+    }
+    if args.confirm_real_instance:
+        changes["confirm"] = True
+    return dataclasses.replace(scenario, target=dataclasses.replace(scenario.target, **changes))
+
+
+@contextlib.contextmanager
+def target_endpoint(args: argparse.Namespace, target: str) -> Iterator[str | None]:
+    """The endpoint Locust talks to: a running one, one we start, or None for real AWS."""
+    if args.endpoint_url:
+        processes.check_endpoint(args.endpoint_url)
+        yield args.endpoint_url
+        return
+    if target == "aws":
+        yield None
+        return
+    config = args.emulator_config
+    if config is not None and not config.is_file():
+        raise UsageError(f"--emulator-config {config}: no such file")
+    with processes.emulator_process(config=config) as emu:
+        print(f"chatload: emulator at {emu.url}", file=sys.stderr)
+        yield emu.url
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scenario = load_run_scenario(args)
+    target = preflight(args, scenario)
+    if args.processes is not None and args.processes < 1:
+        raise UsageError(f"--processes: must be at least 1, got {args.processes}")
+    scenario_path = None if args.rate is not None else resolve_scenario_path(args.scenario)
+    run_id = new_run_id(scenario.name)
+    run_dir = args.out / run_id
+    total_s = sum(stage.duration_s for stage in scenario.stages)
+    with target_endpoint(args, target) as endpoint:
+        cmd = [
+            sys.executable, "-m", "locust",
+            "-f", str(processes.project_root() / "locustfile.py"),
+            "--headless", "--only-summary",
+            "--run-id", run_id,
+            *locust_options(args, scenario_path),
+        ]  # fmt: skip
+        if endpoint:
+            cmd += ["--endpoint-url", endpoint]
+        if not args.verbose:
+            cmd += ["--loglevel", "WARNING"]
+        if args.processes and args.processes > 1:
+            cmd += ["--processes", str(args.processes), "--master-bind-host", "127.0.0.1"]
+        print(f"chatload: run {run_id}: {scenario.name}, {total_s:.0f} s, target {target}", file=sys.stderr)
+        code = processes.run_locust(cmd, watchdog_s=total_s + 180)
+    print(f"chatload: run folder {run_dir}", file=sys.stderr)
+    report = run_dir / "report.html"
+    if report.is_file():
+        print(f"chatload: report {report}", file=sys.stderr)
+    return code if code in (EXIT_OK, EXIT_THRESHOLD, EXIT_INVALID) else EXIT_INVALID
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    scenario = load_run_scenario(args)
+    target = preflight(args, scenario)
+    scenario_path = None if args.rate is not None else resolve_scenario_path(args.scenario)
+    with target_endpoint(args, target) as endpoint:
+        cmd = [
+            sys.executable, "-m", "locust",
+            "-f", str(processes.project_root() / "locustfile.py"),
+            "--web-host", args.web_host, "--web-port", str(args.web_port),
+            *locust_options(args, scenario_path),
+        ]  # fmt: skip
+        if endpoint:
+            cmd += ["--endpoint-url", endpoint]
+        print(f"chatload: web UI at http://{args.web_host}:{args.web_port} (Ctrl-C to stop)", file=sys.stderr)
+        code = processes.run_locust(cmd, watchdog_s=None)
+    return code if code in (EXIT_OK, EXIT_THRESHOLD, EXIT_INVALID) else EXIT_INVALID
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from emulator import server
+
+    argv = ["--host", args.host, "--port", str(args.port)]
+    if args.config is not None:
+        argv += ["--config", str(args.config)]
+    return server.main(argv)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from analysis import report
+
+    return report.main([str(args.run_dir)])
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis import compare
+
+    argv = [str(args.run_a), str(args.run_b)]
+    if args.out is not None:
+        argv += ["--out", str(args.out)]
+    return compare.main(argv)
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from harness.scenario import list_scenarios
+
+    rows = list_scenarios(processes.project_root() / "scenarios")
+    width = max((len(name) for name, _, _ in rows), default=0)
+    for name, purpose, _path in rows:
+        print(f"{name:<{width}}  {purpose}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
