@@ -1,0 +1,420 @@
+"""Pre-flight for real Amazon Connect instances: consent, the run plan, applied quotas, warnings.
+
+Pure parts (consent_error, plan, format_plan, quota_warnings, meta_quotas) import nothing heavy and run
+in the `chatload` process. The quota reading talks to AWS only through a client or session passed in
+(botocore is imported inside those functions), so tests drive it with botocore's Stubber.
+
+Plan math, for a schedule of stages with arrival rate r(t) over [0, D]:
+  A(t)             = integral of r from 0 to t (expected arrivals by time t)
+  planned chats    = floor(A(D))
+  mean chat life L = connect delay + messages x message interval + mean hold time
+  steady concurrency (Little's law) = peak rate x L
+  peak concurrency = max over t of A(t) - A(t - L), the chats started during the last L seconds;
+                     it equals Little's law once a stage holds its rate for at least L seconds and
+                     never exceeds the planned chats when the stages are shorter than a chat's life.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.defaults import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
+
+CONFIRM_FLAG = "--confirm-real-instance"
+CONFIRM_KEY = "confirm = true under [target]"
+
+# Service Quotas codes (connect-facts.md) and AWS's defaults for new accounts.
+START_CHAT_QUOTA_CODE = "L-AA48CD49"
+CONCURRENT_CHATS_QUOTA_CODE = "L-D4BA6F6E"
+DEFAULT_START_CHAT_RATE = 5.0
+DEFAULT_START_CHAT_BURST = 8.0
+DEFAULT_CONCURRENT_CHATS = 500
+# Participant Service rates per instance (AWS defaults; Service Quotas codes are not used for them).
+DEFAULT_PARTICIPANT_RATES = {
+    "CreateParticipantConnection": 6.0,
+    "SendMessage": 10.0,
+    "DisconnectParticipant": 3.0,
+    "StopContact": 10.0,
+}
+NO_CREDENTIALS = (
+    "no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
+    "run `aws sso login` for an SSO profile, or run where an instance role is attached"
+)
+
+
+class PreflightError(Exception):
+    """A pre-flight problem the user must fix (one line); the caller prints it and exits 2."""
+
+
+# ---------------------------------------------------------------- consent
+
+
+def consent_error(scenario: Any, confirm_flag: bool) -> str | None:
+    """One line saying what is missing before a real instance may be loaded, or None if all is set."""
+    target = scenario.target
+    if target.kind != "aws":
+        return None
+    missing = [
+        f"{flag} (or {key} under [target])"
+        for flag, key, value in (
+            ("--region", "region", target.region),
+            ("--instance-id", "instance_id", target.instance_id),
+            ("--contact-flow-id", "contact_flow_id", target.contact_flow_id),
+        )
+        if not value
+    ]
+    if missing:
+        return "--target aws needs " + ", ".join(missing)
+    if target.instance_id == DEFAULT_INSTANCE_ID or target.contact_flow_id == DEFAULT_CONTACT_FLOW_ID:
+        return (
+            "--target aws: the instance id or contact flow id is the emulator's default; "
+            "give your instance's ids with --instance-id and --contact-flow-id"
+        )
+    if confirm_flag or target.confirm:
+        return None
+    return (
+        f"--target aws starts real chats on Amazon Connect instance {target.instance_id} in {target.region} "
+        f"(real contacts that hold quota until ended); to go ahead add {CONFIRM_FLAG} "
+        f"or set {CONFIRM_KEY} in the scenario"
+    )
+
+
+# ---------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a scenario will ask of the target, computed before the first call."""
+
+    scenario: str
+    target: str
+    region: str
+    instance: str
+    contact_flow: str
+    stages: int
+    duration_s: float
+    expected_arrivals: float  # integral of the rate over the schedule
+    planned_chats: int  # floor(expected_arrivals)
+    peak_rate: float  # chats/s
+    mean_chat_life_s: float
+    steady_concurrency: float  # Little's law: peak_rate x mean_chat_life_s
+    peak_concurrency: float  # max chats started within one mean chat life
+    messages: int  # SendMessage calls
+    calls: dict[str, int] = field(default_factory=dict)  # operation -> expected calls
+    peak_call_rates: dict[str, float] = field(default_factory=dict)  # operation -> calls/s at peak
+
+
+def _pieces(stages: Any) -> list[tuple[float, float, float, float]]:
+    """(t0, t1, rate at t0, rate at t1) per stage, following harness.scenario.Stage's ramp rule."""
+    pieces, t, previous = [], 0.0, 0.0
+    for stage in stages:
+        end_rate = float(stage.target_rate)
+        if getattr(stage, "ramp", "step") == "linear":
+            start = previous if getattr(stage, "start_rate", None) is None else float(stage.start_rate)
+        else:
+            start = end_rate
+        pieces.append((t, t + float(stage.duration_s), start, end_rate))
+        t += float(stage.duration_s)
+        previous = end_rate
+    return pieces
+
+
+def _arrivals(pieces: list[tuple[float, float, float, float]], t: float) -> float:
+    """A(t): expected arrivals from 0 to t (0 before the start, all of them after the end)."""
+    total = 0.0
+    for t0, t1, r0, r1 in pieces:
+        if t <= t0:
+            break
+        u = min(t, t1) - t0
+        slope = (r1 - r0) / (t1 - t0) if t1 > t0 else 0.0
+        total += r0 * u + slope * u * u / 2
+    return total
+
+
+def _rate_and_slope(pieces: list[tuple[float, float, float, float]], t: float) -> tuple[float, float]:
+    for t0, t1, r0, r1 in pieces:
+        if t0 <= t < t1:
+            slope = (r1 - r0) / (t1 - t0)
+            return r0 + slope * (t - t0), slope
+    return 0.0, 0.0
+
+
+def _peak_window(pieces: list[tuple[float, float, float, float]], life: float) -> float:
+    """max over t of A(t) - A(t - life), exactly: f is quadratic between breakpoints."""
+    if life <= 0 or not pieces:
+        return 0.0
+    edges = {p[0] for p in pieces} | {pieces[-1][1]}
+    points = sorted(edges | {e + life for e in edges})
+    candidates = list(points)
+    for a, b in itertools.pairwise(points):
+        mid = (a + b) / 2
+        r1, k1 = _rate_and_slope(pieces, mid)
+        r2, k2 = _rate_and_slope(pieces, mid - life)
+        if k1 != k2:  # f'(t) = r(t) - r(t - life) is linear here; its zero is a vertex of f
+            vertex = mid - (r1 - r2) / (k1 - k2)
+            if a < vertex < b:
+                candidates.append(vertex)
+    return max(_arrivals(pieces, t) - _arrivals(pieces, t - life) for t in candidates)
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+def mean_hold_s(hold: Any) -> float:
+    """Mean of the hold time; a max_s clips draws (min(draw, max_s)), so the mean is the clipped one."""
+    mean, cap = float(hold.mean_s), getattr(hold, "max_s", None)
+    if hold.distribution == "fixed" or mean <= 0:
+        return mean if cap is None else min(mean, float(cap))
+    if cap is None:
+        return mean
+    cap = float(cap)
+    if hold.distribution == "exponential":  # E[min(X, m)] = mean (1 - exp(-m / mean))
+        return mean * (1 - math.exp(-cap / mean))
+    sigma = float(hold.sigma)  # lognormal with this mean: mu = ln(mean) - sigma^2 / 2
+    if sigma <= 0:
+        return min(mean, cap)
+    mu = math.log(mean) - sigma * sigma / 2
+    z = (math.log(cap) - mu) / sigma
+    return mean * _normal_cdf(z - sigma) + cap * (1 - _normal_cdf(z))
+
+
+def mean_chat_life_s(chat: Any) -> float:
+    """Connect delay + messages x message interval (when connecting) + mean hold, cut at the chat duration."""
+    life = mean_hold_s(chat.hold)
+    if chat.connect:  # harness/customer.py waits the connect delay and sends messages only when connecting
+        life += float(chat.connect_delay_s) + chat.messages * float(chat.message_interval_s)
+    minutes = getattr(chat, "chat_duration_minutes", None)
+    return min(life, minutes * 60.0) if minutes else life
+
+
+def plan(scenario: Any) -> RunPlan:
+    """The run's expected load: chats, peak rate, peak concurrency, messages, calls per operation."""
+    pieces = _pieces(scenario.stages)
+    duration = pieces[-1][1] if pieces else 0.0
+    expected = _arrivals(pieces, duration)
+    chats = math.floor(expected + 1e-9)
+    peak = max((max(p[2], p[3]) for p in pieces), default=0.0)
+    chat = scenario.chat
+    life = mean_chat_life_s(chat)
+    per_chat = {"StartChatContact": 1.0}
+    if chat.connect:
+        per_chat["CreateParticipantConnection"] = 1.0
+        if chat.messages:
+            per_chat["SendMessage"] = float(chat.messages)
+    if chat.connect and chat.end_by == "disconnect":
+        per_chat["DisconnectParticipant"] = 1.0
+    else:
+        per_chat["StopContact"] = 1.0
+    target = scenario.target
+    return RunPlan(
+        scenario=scenario.name,
+        target=target.kind,
+        region=target.region or "",
+        instance=target.instance_id or "",
+        contact_flow=target.contact_flow_id or "",
+        stages=len(pieces),
+        duration_s=duration,
+        expected_arrivals=expected,
+        planned_chats=chats,
+        peak_rate=peak,
+        mean_chat_life_s=life,
+        steady_concurrency=peak * life,
+        peak_concurrency=min(_peak_window(pieces, life), peak * life),
+        messages=int(chats * per_chat.get("SendMessage", 0)),
+        calls={op: int(chats * n) for op, n in per_chat.items()},
+        peak_call_rates={op: peak * n for op, n in per_chat.items()},
+    )
+
+
+def _duration_text(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def format_plan(p: RunPlan) -> str:
+    """A short pre-flight summary block, printed before the first call."""
+    where = (
+        f"Amazon Connect instance {p.instance} in {p.region}, contact flow {p.contact_flow}"
+        if p.target == "aws"
+        else "the emulator"
+    )
+    concurrency = (
+        f"peak concurrency  ~{p.peak_concurrency:,.0f} active chats "
+        f"(Little's law: {p.peak_rate:g}/s x {p.mean_chat_life_s:.1f} s mean chat life"
+    )
+    if p.peak_concurrency + 0.5 < p.steady_concurrency:
+        concurrency += f"; the stages are too short to reach the steady {p.steady_concurrency:,.0f}"
+    calls = ", ".join(f"{op} {n:,}" for op, n in p.calls.items())
+    return "\n".join(
+        [
+            f"pre-flight: scenario {p.scenario} against {where}",
+            f"  planned chats     {p.planned_chats:,} over {_duration_text(p.duration_s)} "
+            f"({p.stages} stage{'s' if p.stages != 1 else ''}), peak arrival rate {p.peak_rate:g} chats/s",
+            "  " + concurrency + ")",
+            f"  messages to send  {p.messages:,}",
+            f"  calls expected    {calls}",
+        ]
+    )
+
+
+# ---------------------------------------------------------------- quotas
+
+
+@dataclass(frozen=True)
+class QuotaReading:
+    """Applied quotas of the account and instance; `sources` says where each figure came from."""
+
+    source: str  # "service-quotas" if any figure was read from Service Quotas, else "defaults"
+    start_chat_rate: float
+    start_chat_burst: float | None  # Service Quotas has no burst figure: known only for the default rate
+    concurrent_chats: int
+    sources: dict[str, str] = field(default_factory=dict)  # "StartChatContact"/"concurrent_chats" -> ...
+    notes: tuple[str, ...] = ()  # why a figure is a default (missing permission, ...)
+
+
+def instance_arn(region: str, account_id: str, instance_id: str) -> str:
+    """The instance's ARN (the ContextId of the concurrent-chats quota); an ARN given is kept as is."""
+    if instance_id.startswith("arn:"):
+        return instance_id
+    partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    return f"arn:{partition}:connect:{region}:{account_id}:instance/{instance_id}"
+
+
+def account_id(sts_client: Any) -> str:
+    """The caller's account id from STS GetCallerIdentity; PreflightError (one line) when it fails."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        return str(sts_client.get_caller_identity()["Account"])
+    except NoCredentialsError:
+        raise PreflightError(NO_CREDENTIALS) from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "?")
+        raise PreflightError(f"AWS rejected the credentials (sts:GetCallerIdentity: {code}); renew them") from None
+    except BotoCoreError as exc:
+        raise PreflightError(f"cannot reach AWS STS: {exc}") from None
+
+
+def _quota_value(client: Any, code: str, what: str, context: str | None) -> tuple[float | None, str, str]:
+    """(value, source, note) for one quota: applied value, else AWS's default via the API, else None."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    kwargs = {"ServiceCode": "connect", "QuotaCode": code}
+    applied = {**kwargs, "ContextId": context} if context else kwargs
+    calls = [
+        ("get_service_quota", "servicequotas:GetServiceQuota", applied),
+        ("get_aws_default_service_quota", "servicequotas:GetAWSDefaultServiceQuota", kwargs),
+    ]
+    reason = ""
+    for method, permission, args in calls:
+        try:
+            value = float(getattr(client, method)(**args)["Quota"]["Value"])
+            note = "" if method == "get_service_quota" else f"{what} ({code}): no applied value, AWS default read"
+            return value, "service-quotas", note
+        except ClientError as exc:
+            error = exc.response.get("Error", {}).get("Code", "")
+            if error == "NoSuchResourceException":
+                reason = f"{what} ({code}) not found in Service Quotas"
+                continue
+            if error in ("AccessDeniedException", "AccessDenied"):
+                reason = f"cannot read {what} ({code}): permission {permission} missing"
+            else:
+                reason = f"cannot read {what} ({code}): Service Quotas answered {error or exc}"
+            break
+        except NoCredentialsError:
+            reason = f"cannot read {what} ({code}): {NO_CREDENTIALS}"
+            break
+        except BotoCoreError as exc:
+            reason = f"cannot read {what} ({code}): {exc}"
+            break
+    return None, "defaults", reason
+
+
+def read_quotas(service_quotas_client: Any, region: str, instance_arn: str) -> QuotaReading:
+    """Applied StartChatContact rate (L-AA48CD49) and concurrent active chats (L-D4BA6F6E, per instance).
+
+    Never raises for AWS errors: a figure that cannot be read falls back to AWS's documented default,
+    and `notes` says why (a missing permission is named). `region` is only used in the notes.
+    """
+    rate, rate_source, rate_note = _quota_value(
+        service_quotas_client, START_CHAT_QUOTA_CODE, "StartChatContact rate", None
+    )
+    chats, chats_source, chats_note = _quota_value(
+        service_quotas_client, CONCURRENT_CHATS_QUOTA_CODE, "concurrent active chats", instance_arn
+    )
+    notes = []
+    if rate is None:
+        notes.append(f"{rate_note}; using AWS's default {DEFAULT_START_CHAT_RATE:g}/s for {region}")
+    elif rate_note:
+        notes.append(rate_note)
+    if chats is None:
+        notes.append(f"{chats_note}; using AWS's default {DEFAULT_CONCURRENT_CHATS}")
+    elif chats_note:
+        notes.append(chats_note)
+    rate = DEFAULT_START_CHAT_RATE if rate is None else rate
+    return QuotaReading(
+        source="service-quotas" if "service-quotas" in (rate_source, chats_source) else "defaults",
+        start_chat_rate=rate,
+        start_chat_burst=DEFAULT_START_CHAT_BURST if rate == DEFAULT_START_CHAT_RATE else None,
+        concurrent_chats=DEFAULT_CONCURRENT_CHATS if chats is None else int(chats),
+        sources={"StartChatContact": rate_source, "concurrent_chats": chats_source},
+        notes=tuple(notes),
+    )
+
+
+def read_quotas_for_instance(session: Any, region: str, instance_id: str) -> QuotaReading:
+    """STS for the account id, then read_quotas; `session` is a boto3.Session. PreflightError if no creds."""
+    from botocore.config import Config
+
+    config = Config(
+        region_name=region, connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3}
+    )
+    account = account_id(session.client("sts", config=config))
+    arn = instance_arn(region, account, instance_id)
+    return read_quotas(session.client("service-quotas", config=config), region, arn)
+
+
+def quota_warnings(p: RunPlan, quotas: QuotaReading) -> list[str]:
+    """Where the plan goes past a quota: by how much, and which throttling to expect."""
+    warnings = []
+    if p.peak_rate > quotas.start_chat_rate:
+        warnings.append(
+            f"peak arrival rate {p.peak_rate:g}/s exceeds the StartChatContact rate quota "
+            f"{quotas.start_chat_rate:g}/s ({quotas.sources.get('StartChatContact', quotas.source)}) by "
+            f"{p.peak_rate - quotas.start_chat_rate:g}/s ({p.peak_rate / quotas.start_chat_rate:.1f}x): "
+            "TPS throttling (TooManyRequestsException) is expected, which may be the point of the test; "
+            "the quota is shared by every caller in the account and Region"
+        )
+    if p.peak_concurrency > quotas.concurrent_chats:
+        warnings.append(
+            f"expected peak concurrency ~{p.peak_concurrency:,.0f} active chats exceeds the concurrent "
+            f"active chats quota {quotas.concurrent_chats:,} "
+            f"({quotas.sources.get('concurrent_chats', quotas.source)}) by "
+            f"{p.peak_concurrency - quotas.concurrent_chats:,.0f}: concurrency throttling "
+            "(LimitExceededException) is expected, which may be the point of the test; chats already open "
+            "on the instance count too"
+        )
+    for op, rate in p.peak_call_rates.items():
+        limit = DEFAULT_PARTICIPANT_RATES.get(op)
+        if limit is not None and rate > limit:
+            warnings.append(
+                f"{op} at ~{rate:g}/s exceeds AWS's default rate {limit:g}/s: expect ThrottlingException "
+                f"on {op} (not read from Service Quotas; your account may differ)"
+            )
+    return warnings
+
+
+def meta_quotas(reading: QuotaReading) -> dict[str, Any]:
+    """The meta.json "quotas" entry (docs/internals.md), extended with per-figure sources and notes."""
+    return {
+        "source": reading.source,
+        "StartChatContact": {"rate": reading.start_chat_rate, "burst": reading.start_chat_burst},
+        "concurrent_chats": reading.concurrent_chats,
+        "sources": dict(reading.sources),
+        "notes": list(reading.notes),
+    }
