@@ -1,0 +1,364 @@
+"""Live counters of a run: what the progress line and the web UI's Throttling tab show.
+
+One `LiveStats` per process. The load generator calls `record(row)` for every attempts row (the
+same dicts the recorder writes), `chat_started()` / `chat_ended()` around each chat, `set_stage()`
+when a stage begins and `set_quota()` when the quotas are known. `record` is on the hot path: it
+does two or three dict look-ups and two integer increments, no locks (gevent), no allocation
+except the first time a (second, operation, outcome) appears.
+
+Counts are kept per whole epoch second in a small ring (`window_s` seconds, 60 by default) and as
+run totals, both as ``{operation: {outcome: count}}``. Rates are counts over the last
+`rate_window_s` *complete* seconds divided by the span actually covered.
+
+Distributed runs (Locust master and workers): each worker's `take_report()` returns what changed
+since its previous report (per-second deltas, total deltas) plus its gauges (active chats, stage,
+quota); Locust ships it to the master inside its own stats message (`report_to_master` /
+`worker_report`, every 3 s), and the master's `merge()` adds it into its own windows and totals.
+On the master, rates end at the oldest second every live worker has fully reported, so a rate is
+never computed over a second that is still on its way. `install()` wires all of this on any runner.
+
+This module imports neither locust nor gevent at import time (its tests run without them).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.live_snapshot import (
+    DROPPED,
+    OK,
+    START_CHAT,
+    Counts,
+    LiveSnapshot,
+    add_counts,
+    copy_counts,
+    diff_counts,
+)
+
+REPORT_KEY = "chatload"  # key of our figures inside Locust's worker report
+REPORT_VERSION = 1
+WINDOW_S = 60  # seconds kept in the ring
+RATE_WINDOW_S = 5  # rates are over the last few complete seconds
+STALE_WORKER_S = 10.0  # a worker silent this long no longer counts (its last report is ~3 s old at most)
+
+
+@dataclass
+class _Worker:
+    """What the master knows of one worker's gauges."""
+
+    active: int = 0
+    until: float = 0.0  # worker clock: every second before floor(until) is fully reported
+    heard_at: float = 0.0  # master clock
+
+
+class LiveStats:
+    """Per-process live counters (see the module doc). `clock` is injectable for tests."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        *,
+        window_s: int = WINDOW_S,
+        rate_window_s: int = RATE_WINDOW_S,
+        total_duration_s: float | None = None,
+    ) -> None:
+        self._clock = clock
+        self.window_s = window_s
+        self.rate_window_s = rate_window_s
+        self.total_duration_s = total_duration_s
+        self.stage: str | None = None
+        self.target_rate: float | None = None
+        self._stage_set_at = -math.inf
+        self.quota_concurrent_chats: int | None = None
+        self.quota_start_chat_rate: float | None = None
+        self._active = 0
+        self._peak_active = 0
+        self.reset()
+
+    # ------------------------------------------------------------------ run boundaries
+
+    def reset(self) -> None:
+        """Forget every count (a new run starts). Stage, quota and active chats are kept: they are
+        states set by the harness, not counts."""
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self._seconds: dict[int, Counts] = {}
+        self._current_second = -1
+        self._current: Counts = {}
+        self._totals: Counts = {}
+        self._sent_seconds: dict[int, Counts] = {}
+        self._sent_totals: Counts = {}
+        self._workers: dict[str, _Worker] = {}
+        self._peak_active = self._active
+
+    def start(self) -> None:
+        """A run starts now (Locust's test_start): counts from zero."""
+        self.reset()
+        self.started_at = self._clock()
+
+    def stop(self) -> None:
+        """The run stopped (Locust's test_stop): elapsed time stops counting."""
+        if self.started_at is not None and self.stopped_at is None:
+            self.stopped_at = self._clock()
+
+    # ------------------------------------------------------------------ hot path
+
+    def record(self, row: dict) -> None:
+        """Count one attempts row (any operation; outcome "dropped" for a dropped arrival)."""
+        second = int(self._clock())
+        if second != self._current_second:
+            self._roll(second)
+        op = row["operation"]
+        outcome = row["outcome"]
+        by_outcome = self._current.get(op)
+        if by_outcome is None:
+            by_outcome = self._current[op] = {}
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+        by_outcome = self._totals.get(op)
+        if by_outcome is None:
+            by_outcome = self._totals[op] = {}
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+
+    def chat_started(self) -> None:
+        self._active += 1
+        if self._active > self._peak_active:
+            self._peak_active = self._active
+
+    def chat_ended(self) -> None:
+        if self._active > 0:
+            self._active -= 1
+
+    def set_stage(self, name: str, target_rate: float) -> None:
+        self.stage = name
+        self.target_rate = float(target_rate)
+        self._stage_set_at = self._clock()
+
+    def set_quota(self, concurrent_chats: int | None, start_chat_rate: float | None) -> None:
+        if concurrent_chats is not None:
+            self.quota_concurrent_chats = int(concurrent_chats)
+        if start_chat_rate is not None:
+            self.quota_start_chat_rate = float(start_chat_rate)
+
+    def set_duration(self, total_duration_s: float | None) -> None:
+        """The run's planned length (known only once a scenario is chosen, e.g. on the web form)."""
+        self.total_duration_s = total_duration_s
+
+    def _roll(self, second: int) -> None:
+        current = self._seconds.get(second)
+        if current is None:
+            current = self._seconds[second] = {}
+            self._prune(second)
+        self._current = current
+        self._current_second = second
+
+    def _prune(self, newest: int) -> None:
+        oldest = newest - self.window_s
+        for s in [s for s in self._seconds if s <= oldest]:
+            del self._seconds[s]
+            self._sent_seconds.pop(s, None)
+
+    # ------------------------------------------------------------------ workers -> master
+
+    def take_report(self) -> dict[str, Any]:
+        """On a worker: the counts added since the previous report, and the gauges now.
+        The payload is msgpack-safe (string keys, numbers, strings)."""
+        now = self._clock()
+        seconds: dict[str, Counts] = {}
+        for second, counts in self._seconds.items():
+            delta = diff_counts(counts, self._sent_seconds.get(second))
+            if delta:
+                seconds[str(second)] = delta
+        totals = diff_counts(self._totals, self._sent_totals)
+        self._sent_seconds = {second: copy_counts(counts) for second, counts in self._seconds.items()}
+        self._sent_totals = copy_counts(self._totals)
+        return {
+            "v": REPORT_VERSION,
+            "seconds": seconds,
+            "totals": totals,
+            "until": now,
+            "active": self._active,
+            "stage": self.stage,
+            "target_rate": self.target_rate,
+            "stage_set_at": self._stage_set_at if self.stage is not None else None,
+            "quota_concurrent_chats": self.quota_concurrent_chats,
+            "quota_start_chat_rate": self.quota_start_chat_rate,
+            "total_duration_s": self.total_duration_s,
+        }
+
+    def merge(self, worker: str, report: dict[str, Any]) -> None:
+        """On the master: add one worker's report (from `take_report`)."""
+        if not isinstance(report, dict) or report.get("v") != REPORT_VERSION:
+            return
+        for second_text, counts in report.get("seconds", {}).items():
+            second = int(second_text)
+            target = self._seconds.get(second)
+            if target is None:
+                target = self._seconds[second] = {}
+                self._prune(max(self._seconds))
+                if second not in self._seconds:  # older than the ring
+                    continue
+            add_counts(target, counts)
+        add_counts(self._totals, report.get("totals", {}))
+        state = self._workers.setdefault(worker, _Worker())
+        state.active = int(report.get("active", 0))
+        state.until = max(state.until, float(report.get("until", 0.0)))
+        state.heard_at = self._clock()
+        stage_set_at = report.get("stage_set_at")
+        if report.get("stage") is not None and stage_set_at is not None and stage_set_at > self._stage_set_at:
+            self.stage = report["stage"]
+            self.target_rate = report.get("target_rate")
+            self._stage_set_at = stage_set_at
+        self.set_quota(report.get("quota_concurrent_chats"), report.get("quota_start_chat_rate"))
+        if self.total_duration_s is None and report.get("total_duration_s") is not None:
+            self.total_duration_s = float(report["total_duration_s"])
+        self._peak_active = max(self._peak_active, self.active_chats())
+
+    def _live_workers(self) -> list[_Worker]:
+        now = self._clock()
+        return [w for w in self._workers.values() if now - w.heard_at <= STALE_WORKER_S]
+
+    # ------------------------------------------------------------------ reading
+
+    def active_chats(self) -> int:
+        return self._active + sum(w.active for w in self._live_workers())
+
+    def snapshot(self) -> LiveSnapshot:
+        now = self._clock()
+        live_workers = self._live_workers()
+        # Seconds before `end` are complete: here for a local process, on the master the oldest
+        # second every live worker has fully reported.
+        end = min((w.until for w in live_workers), default=now) if self._workers else now
+        end_second = math.floor(end)
+        start = end_second - self.rate_window_s
+        if self.started_at is not None:
+            start = max(start, self.started_at)
+        span = end_second - start
+        window: Counts = {}
+        for second in range(math.floor(start), end_second):
+            counts = self._seconds.get(second)
+            if counts:
+                add_counts(window, counts)
+        start_window = window.get(START_CHAT, {})
+        if span >= 0.5:
+            rates = {o: n / span for o, n in start_window.items()}
+            offered_rate: float | None = sum(start_window.values()) / span
+            accepted_rate: float | None = start_window.get(OK, 0) / span
+        else:
+            span, rates, offered_rate, accepted_rate = 0.0, {}, None, None
+        start_totals = self._totals.get(START_CHAT, {})
+        if self.started_at is None:
+            elapsed = 0.0
+        else:
+            elapsed = max(0.0, (self.stopped_at if self.stopped_at is not None else now) - self.started_at)
+        remaining = None
+        if self.total_duration_s is not None and self.started_at is not None:
+            remaining = max(0.0, self.total_duration_s - elapsed)
+        return LiveSnapshot(
+            now=now,
+            running=self.started_at is not None and self.stopped_at is None,
+            started_at=self.started_at,
+            elapsed_s=elapsed,
+            remaining_s=remaining,
+            stage=self.stage,
+            target_rate=self.target_rate,
+            rate_window_s=float(span),
+            offered_rate=offered_rate,
+            accepted_rate=accepted_rate,
+            rates=rates,
+            totals=copy_counts(self._totals),
+            offered=sum(start_totals.values()),
+            accepted=start_totals.get(OK, 0),
+            dropped=start_totals.get(DROPPED, 0),
+            active_chats=self._active + sum(w.active for w in live_workers),
+            peak_active_chats=self._peak_active,
+            quota_concurrent_chats=self.quota_concurrent_chats,
+            quota_start_chat_rate=self.quota_start_chat_rate,
+            workers=len(live_workers),
+            series=self._series(end_second),
+        )
+
+    def _series(self, end_second: int) -> list[dict[str, Any]]:
+        """StartChatContact counts per complete second in the ring, oldest first."""
+        out = []
+        for second in sorted(s for s in self._seconds if s < end_second):
+            by_outcome = self._seconds[second].get(START_CHAT, {})
+            out.append({"t": second, "offered": sum(by_outcome.values()), **by_outcome})
+        return out
+
+
+# ---------------------------------------------------------------------- wiring into Locust
+
+
+def install(environment: Any, live: LiveStats, *, total_duration_s: float | None) -> None:
+    """Register `live` on a Locust environment, whatever its runner (local, master, worker, none yet).
+
+    - every process: test_start starts the counts from zero, test_stop freezes the elapsed time;
+    - worker: our report rides on Locust's stats message under ``data["chatload"]``;
+    - master: each worker's report is merged, so the master's figures are global;
+    - master or local with a web UI: the Throttling tab and ``/chatload/live`` (harness.webui);
+    - headless master or local: the progress line (harness.progress).
+    Calling it again with the same LiveStats does nothing; before the runner exists it waits for init.
+    """
+    if total_duration_s is not None:
+        live.set_duration(total_duration_s)
+    installed = getattr(environment, "chatload_live", None)
+    if installed is live:
+        return
+    environment.chatload_live = live
+    if environment.runner is None:
+
+        def on_init(environment: Any, **_kwargs: Any) -> None:
+            _wire(environment, live)
+
+        environment.events.init.add_listener(on_init)
+    else:
+        _wire(environment, live)
+
+
+def _wire(environment: Any, live: LiveStats) -> None:
+    from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
+
+    from harness import progress, webui
+
+    events = environment.events
+    runner = environment.runner
+    is_worker = isinstance(runner, WorkerRunner)
+
+    events.test_start.add_listener(lambda **_kwargs: live.start())
+    events.test_stop.add_listener(lambda **_kwargs: live.stop())
+    if runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING) and live.started_at is None:
+        live.start()  # installed in the middle of a run
+
+    if is_worker:
+
+        def on_report_to_master(client_id: str, data: dict, **_kwargs: Any) -> None:
+            data[REPORT_KEY] = live.take_report()
+
+        events.report_to_master.add_listener(on_report_to_master)
+        return
+
+    if isinstance(runner, MasterRunner):
+
+        def on_worker_report(client_id: str, data: dict, **_kwargs: Any) -> None:
+            report = data.get(REPORT_KEY)
+            if report is not None:
+                live.merge(client_id, report)
+
+        events.worker_report.add_listener(on_worker_report)
+
+    if environment.web_ui is not None:
+        webui.register(environment.web_ui, live)
+    else:
+
+        def on_init(web_ui: Any = None, **_kwargs: Any) -> None:
+            if web_ui is not None:
+                webui.register(web_ui, live)
+
+        events.init.add_listener(on_init)
+        options = environment.parsed_options
+        if options is not None and getattr(options, "headless", False):
+            progress.attach(environment, live)
