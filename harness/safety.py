@@ -20,10 +20,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Safe defaults for target kind "aws" (documented in docs/real-instance.md).
-AWS_DEFAULT_MAX_CHATS = 1000
-AWS_DEFAULT_MAX_RATE = 10.0  # chats/s: twice AWS's default StartChatContact quota of 5/s
-AWS_DEFAULT_MAX_ERROR_SHARE = 0.10
+from harness import scenario_model
+
+# Safe defaults for target kind "aws" (docs/real-instance.md): the stricter of ours and those the
+# scenario loader fills into [safety] for kind = "aws" files (harness.scenario_model), so a scenario
+# file with kind = "aws" and an emulator scenario run with --target aws get the same caps.
+AWS_DEFAULT_MAX_CHATS = min(1000, scenario_model.AWS_DEFAULT_MAX_CHATS)
+AWS_DEFAULT_MAX_RATE = min(10.0, scenario_model.AWS_DEFAULT_MAX_RATE)  # chats/s; AWS's default quota is 5/s
+AWS_DEFAULT_MAX_ERROR_SHARE = min(0.10, scenario_model.AWS_DEFAULT_MAX_ERROR_SHARE)
+_LOADER_DEFAULTS = {
+    "max_chats": scenario_model.AWS_DEFAULT_MAX_CHATS,
+    "max_rate": scenario_model.AWS_DEFAULT_MAX_RATE,
+    "max_error_share": scenario_model.AWS_DEFAULT_MAX_ERROR_SHARE,
+}
 
 UNEXPECTED_OUTCOMES = frozenset({"client_error", "server_error", "timeout", "connection_error", "throttled_unknown"})
 NOT_A_CALL = frozenset({"dropped"})
@@ -47,8 +56,8 @@ def effective_caps(
 ) -> Caps:
     """The caps in force: the flag if given, else the scenario's [safety] value, else the default.
 
-    Defaults apply to target kind "aws" only (AWS_DEFAULT_*); the emulator runs uncapped unless a flag
-    or the scenario sets a cap.
+    Defaults apply to target kind "aws" only (AWS_DEFAULT_*: 500 chats, 5 chats/s, 10% unexpected
+    errors); the emulator runs uncapped unless a flag or the scenario sets a cap.
     """
     safety = getattr(scenario, "safety", None)
     real = scenario.target.kind == "aws"
@@ -65,7 +74,10 @@ def effective_caps(
         if flag_value is not None:
             values[key], sources[key] = flag_value, "--" + key.replace("_", "-")
         elif scenario_value is not None:
-            values[key], sources[key] = scenario_value, f"{key} under [safety]"
+            # the loader fills its default into kind = "aws" files: label it as a default
+            loader_default = real and scenario_value == _LOADER_DEFAULTS[key]
+            values[key] = scenario_value
+            sources[key] = "default for real instances" if loader_default else f"{key} under [safety]"
         elif defaults[key] is not None:
             values[key], sources[key] = defaults[key], "default for real instances"
         else:

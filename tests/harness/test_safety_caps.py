@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
 
 from harness import safety
+from harness.scenario import Safety, Target, adhoc_scenario, load_scenario
 
 
-def scenario(kind: str = "aws", **caps) -> SimpleNamespace:
-    values = {"max_chats": None, "max_rate": None, "max_error_share": None, **caps}
-    return SimpleNamespace(target=SimpleNamespace(kind=kind), safety=SimpleNamespace(**values))
+def scenario(kind: str = "aws", **caps):
+    s = adhoc_scenario(1.0, 60.0)
+    return dataclasses.replace(s, target=Target(kind=kind), safety=Safety(**caps))
 
 
 def plan(peak_rate: float, planned_chats: int) -> SimpleNamespace:
@@ -23,8 +25,20 @@ def plan(peak_rate: float, planned_chats: int) -> SimpleNamespace:
 
 def test_real_instances_get_safe_defaults():
     caps = safety.effective_caps(scenario("aws"))
-    assert (caps.max_chats, caps.max_rate, caps.max_error_share) == (1000, 10.0, 0.10)
+    assert (caps.max_chats, caps.max_rate, caps.max_error_share) == (500, 5.0, 0.10)
     assert set(caps.sources.values()) == {"default for real instances"}
+
+
+def test_an_aws_scenario_file_gets_the_same_caps_as_a_target_override(tmp_path):
+    path = tmp_path / "real.toml"
+    path.write_text(
+        'name = "real"\n[[stages]]\nname = "a"\nduration = "1m"\ntarget_rate = 1\n'
+        '[target]\nkind = "aws"\nregion = "eu-west-2"\ninstance_id = "i-1"\ncontact_flow_id = "f-1"\n'
+    )
+    from_file = safety.effective_caps(load_scenario(path))
+    assert (from_file.max_chats, from_file.max_rate) == (500, 5.0)
+    assert from_file.sources["max_rate"] == "default for real instances"
+    assert from_file.max_error_share <= 0.5  # the loader's default until it matches ours (0.10)
 
 
 def test_emulator_runs_uncapped_unless_asked():
@@ -48,20 +62,20 @@ def test_flag_beats_scenario_beats_default():
 
 def test_schedule_within_the_caps_passes():
     caps = safety.effective_caps(scenario("aws"))
-    assert safety.check_caps(plan(10.0, 1000), caps) is None
+    assert safety.check_caps(plan(5.0, 500), caps) is None
 
 
 def test_rate_over_the_cap_is_refused_with_the_way_to_raise_it():
     msg = safety.check_caps(plan(12.5, 100), safety.effective_caps(scenario("aws")))
     assert msg is not None and "\n" not in msg
-    assert "peak arrival rate 12.5 chats/s exceeds the cap 10/s (default for real instances)" in msg
+    assert "peak arrival rate 12.5 chats/s exceeds the cap 5/s (default for real instances)" in msg
     assert "--max-rate 12.5" in msg and "max_rate = 12.5 under [safety]" in msg
 
 
 def test_chats_over_the_cap_are_refused_with_the_way_to_raise_it():
-    msg = safety.check_caps(plan(1.0, 1001), safety.effective_caps(scenario("aws")))
-    assert msg is not None and "plans 1001 chats, more than the cap 1000" in msg
-    assert "--max-chats 1001" in msg and "max_chats = 1001 under [safety]" in msg
+    msg = safety.check_caps(plan(1.0, 501), safety.effective_caps(scenario("aws")))
+    assert msg is not None and "plans 501 chats, more than the cap 500" in msg
+    assert "--max-chats 501" in msg and "max_chats = 501 under [safety]" in msg
 
 
 def test_both_caps_exceeded_in_one_line():
