@@ -1,0 +1,7 @@
+"""`python -m emulator [--host H] [--port P] [--config FILE] [--quiet]`."""
+
+import sys
+
+from emulator.server import main
+
+sys.exit(main())

@@ -1,0 +1,170 @@
+"""The wire layer: a raw ASGI app that routes rest-json requests to the model and renders answers.
+
+Routes (one port): Connect `PUT /contact/chat`, `POST /contact/stop`, `GET /contacts/{InstanceId}/{ContactId}`;
+Participant Service `POST /participant/{connection,message,disconnect,transcript}`; admin
+`GET /_emulator/health`, `GET /_emulator/state`, `POST /_emulator/reset`, `GET|PUT /_emulator/config`.
+
+Every error carries its status, `x-amzn-ErrorType`, `x-amzn-RequestId` and a JSON message body, the
+shape botocore parses into ClientError. Signatures are not verified: the access key and region are
+read from the SigV4 `Authorization` header's Credential scope; a retry is recognised by the SDK's
+`amz-sdk-request: attempt=N` header. Bodies over 1 MiB are refused (413) without being read.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+from emulator.config import ConfigError, config_to_dict, merge_config
+from emulator.errors import ApiError
+from emulator.model import Call, ChatStore
+
+MAX_BODY = 1024 * 1024
+ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+ROUTES: dict[tuple[str, str], str] = {
+    ("PUT", "/contact/chat"): "StartChatContact",
+    ("POST", "/contact/stop"): "StopContact",
+    ("POST", "/participant/connection"): "CreateParticipantConnection",
+    ("POST", "/participant/message"): "SendMessage",
+    ("POST", "/participant/disconnect"): "DisconnectParticipant",
+    ("POST", "/participant/transcript"): "GetTranscript",
+}
+PARTICIPANT = frozenset({"CreateParticipantConnection", "SendMessage", "DisconnectParticipant", "GetTranscript"})
+
+_JSON = (b"content-type", b"application/json")
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.loads
+
+
+def _credential(auth: bytes) -> tuple[str | None, str]:
+    """(access key, region) from `AWS4-HMAC-SHA256 Credential=AKID/date/region/service/aws4_request, ...`."""
+    start = auth.find(b"Credential=")
+    if start < 0:
+        return None, "us-east-1"
+    end = auth.find(b",", start)
+    parts = auth[start + 11:end if end >= 0 else len(auth)].strip().split(b"/")
+    key = parts[0].decode("latin-1")
+    region = parts[2].decode("latin-1") if len(parts) > 2 and parts[2] else "us-east-1"
+    return (key or None), region
+
+
+def _attempt(value: bytes) -> int:
+    start = value.find(b"attempt=")
+    if start < 0:
+        return 1
+    digits = value[start + 8:].split(b";", 1)[0].strip()
+    return int(digits) if digits.isdigit() and len(digits) < 6 else 1
+
+
+def make_app(store: ChatStore) -> ASGIApp:
+    """The ASGI application serving `store`."""
+
+    async def respond(send: Callable, status: int, payload: Any, error: str | None = None) -> None:
+        body = _dumps(payload).encode()
+        headers = [_JSON, (b"content-length", b"%d" % len(body)),
+                   (b"x-amzn-requestid", str(uuid.uuid4()).encode())]
+        if error is not None:
+            headers.append((b"x-amzn-errortype", error.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def read_body(receive: Callable, declared: int) -> bytes | None:
+        """The request body, or None when it is (or is declared) over MAX_BODY."""
+        if declared > MAX_BODY:
+            return None
+        message = await receive()
+        body = message.get("body", b"")
+        while message.get("more_body", False):
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > MAX_BODY:
+                return None
+        return body if len(body) <= MAX_BODY else None
+
+    def parse(raw: bytes | None) -> Any:
+        if raw is None:
+            return ApiError("RequestEntityTooLargeException", "Request body exceeds the limit of 1 MiB")
+        if not raw:
+            return {}
+        try:
+            return _loads(raw)
+        except (ValueError, RecursionError):
+            return ApiError("SerializationException", "Could not parse the request body as JSON")
+
+    async def admin(scope: dict, receive: Callable, send: Callable, method: str, path: str,
+                    declared: int) -> None:
+        if path == "/_emulator/health" and method == "GET":
+            await respond(send, 200, {"status": "ok"})
+        elif path == "/_emulator/state" and method == "GET":
+            await respond(send, 200, store.state())
+        elif path == "/_emulator/reset" and method == "POST":
+            store.reset()
+            await respond(send, 200, {"status": "reset"})
+        elif path == "/_emulator/config" and method == "GET":
+            await respond(send, 200, config_to_dict(store.config))
+        elif path == "/_emulator/config" and method == "PUT":
+            patch = parse(await read_body(receive, declared))
+            try:
+                if isinstance(patch, ApiError):
+                    raise ConfigError(f"PUT /_emulator/config: {patch.message}")
+                store.apply_config(merge_config(store.config, patch, "PUT /_emulator/config"))
+            except ConfigError as error:
+                await respond(send, 400, {"message": str(error)}, "InvalidRequestException")
+                return
+            await respond(send, 200, config_to_dict(store.config))
+        else:
+            store.unknown_requests += 1
+            await respond(send, 404, {"message": f"No admin endpoint {method} {path}"}, "UnknownOperationException")
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return
+        method = scope["method"]
+        path = scope["path"]
+        operation = ROUTES.get((method, path))
+        call = Call()
+        declared = 0
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                call.access_key, call.region = _credential(value)
+            elif name == b"amz-sdk-request":
+                call.attempt = _attempt(value)
+            elif name == b"x-amz-bearer":
+                call.bearer = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = int(value) if value.isdigit() else 0
+        if operation is None:
+            if path.startswith("/_emulator/"):
+                await admin(scope, receive, send, method, path, declared)
+                return
+            parts = scope["raw_path"].split(b"/")
+            if method == "GET" and len(parts) == 4 and parts[1] == b"contacts":
+                operation = "DescribeContact"
+                call.instance_id = unquote(parts[2].decode("latin-1"))
+                call.contact_id = unquote(parts[3].decode("latin-1"))
+            else:
+                store.unknown_requests += 1
+                await respond(send, 404, {"message": f"No operation {method} {path}"}, "UnknownOperationException")
+                return
+        else:
+            call.body = parse(await read_body(receive, declared))
+        try:
+            result = store.handle(operation, call)
+        except ApiError as error:
+            await respond(send, error.status, error.body(), error.code)
+            return
+        except Exception:  # a bug: answer like AWS would and keep serving
+            traceback.print_exc(file=sys.stderr)
+            store.counters[operation]["server_error"] += 1
+            code = "InternalServerException" if operation in PARTICIPANT else "InternalServiceException"
+            await respond(send, 500, {"Message": "Internal error in the emulator"}, code)
+            return
+        await respond(send, 200, result)
+
+    return app

@@ -1,0 +1,54 @@
+"""The records the model keeps: chat contacts and their transcript items (plain data, no rules)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+# Why a chat ended (DescribeContact's DisconnectReason and the state's "chats_ended" keys).
+CUSTOMER_DISCONNECT = "CUSTOMER_DISCONNECT"
+API = "API"
+EXPIRED = "EXPIRED"
+NEVER_CONNECTED = "CUSTOMER_CONNECTION_NOT_ESTABLISHED"
+END_REASONS = (CUSTOMER_DISCONNECT, API, EXPIRED, NEVER_CONNECTED)
+
+
+@dataclass(slots=True)
+class Contact:
+    id: str
+    instance_id: str
+    flow_id: str
+    arn: str
+    participant_id: str
+    participant_token: str
+    display_name: str
+    initial_contact_id: str
+    previous_contact_id: str | None
+    related_contact_id: str | None
+    customer_id: str | None
+    attributes: dict[str, str] | None
+    client_token: str | None
+    started: float  # emulated monotonic seconds
+    started_epoch: float
+    duration_deadline: float
+    deadline: float  # the next moment this chat ends by itself (duration or unconnected timeout)
+    start_response: dict[str, Any]
+    connection_token: str | None = None
+    connected: bool = False
+    ended: float | None = None
+    ended_epoch: float | None = None
+    disconnect_reason: str | None = None
+    disconnect_client_token: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    message_ids: dict[str, dict[str, Any]] = field(default_factory=dict)  # SendMessage ClientToken -> reply
+
+    @property
+    def active(self) -> bool:
+        return self.ended is None
+
+
+def iso8601(epoch: float) -> str:
+    """AWS's ISO 8601 form with milliseconds: 2019-11-08T02:41:28.172Z."""
+    whole = int(epoch)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((epoch - whole) * 1000):03d}Z"

@@ -1,0 +1,467 @@
+"""The emulator's rules and state: chats, participants, their lifecycle, quotas and counters.
+
+Pure: no HTTP, no sockets; time comes from an injected clock (clock.py), so every rule is testable
+by calling `ChatStore.handle(operation, call)` directly. The wire layer (app.py) only translates.
+
+Order of checks for StartChatContact (each failure stops the request and feeds one counter):
+  1. caller: an `Authorization` header naming a SigV4 access key (else 403 MissingAuthenticationToken)
+  2. rate bucket of (access key, region, StartChatContact)        -> 429 TooManyRequestsException
+  3. request validation (JSON, model constraints, documented rules) -> 400 InvalidParameterException /
+     InvalidRequestException (413 RequestEntityTooLargeException for a body over 1 MiB)
+  4. instance and contact flow exist                              -> 404 ResourceNotFoundException
+  5. idempotent replay: same ClientToken on the same instance returns the first answer, no new slot
+  6. persistent chat source (exists, ended)                       -> 404 / 400 InvalidRequestException
+  7. concurrent active chats quota of the instance                -> 429 LimitExceededException
+Participant operations: bearer token (403 AccessDeniedException) -> rate bucket of (instance,
+operation) (429 ThrottlingException) -> validation (400 ValidationException) -> action.
+Every attempt that reaches step 2 spends a token, whatever happens after.
+
+A chat holds its quota slot until it ends: DisconnectParticipant, StopContact, its
+ChatDurationInMinutes running out, or (switchable: unconnected_timeout_s = 0 turns it off) no
+CreateParticipantConnection within unconnected_timeout_s. Deadlines sit in a heap processed lazily
+at the start of every request; ended contacts are purged retention_s after they end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from emulator import transcript
+from emulator.clock import ScaledClock
+from emulator.config import EmulatorConfig
+from emulator.contacts import (
+    API,
+    CUSTOMER_DISCONNECT,
+    END_REASONS,
+    EXPIRED,
+    NEVER_CONNECTED,
+    Contact,
+    iso8601,
+)
+from emulator.errors import COUNTERS, ApiError
+from emulator.throttle import BucketSet
+from emulator.validation import CONNECT_OPERATIONS, PARTICIPANT_OPERATIONS, Invalid, Validators
+
+OPERATIONS = CONNECT_OPERATIONS + PARTICIPANT_OPERATIONS
+DEFAULT_CHAT_MINUTES = 1500
+CONNECTION_TOKEN_LIFETIME_S = 86400.0
+WEBSOCKET_LIFETIME_S = 100.0
+
+
+@dataclass(slots=True)
+class Call:
+    """One HTTP attempt as the model sees it."""
+
+    body: Any = None  # parsed JSON, or an ApiError the wire layer met while reading it
+    access_key: str | None = None
+    region: str = "us-east-1"
+    attempt: int = 1
+    bearer: str | None = None
+    instance_id: str | None = None  # URI members (DescribeContact)
+    contact_id: str | None = None
+
+
+def _account_id(access_key: str) -> str:
+    return str(int(hashlib.sha256(access_key.encode()).hexdigest()[:12], 16) % 10**12).zfill(12)
+
+
+def _instance_id(value: str) -> str:
+    """An instance id or ARN (arn:aws:connect:region:account:instance/<id>) -> the id."""
+    if value.startswith("arn:") and "instance/" in value:
+        return value.split("instance/", 1)[1].split("/", 1)[0]
+    return value
+
+
+class ChatStore:
+    """All emulated state. One instance per process; every method runs on the event loop thread."""
+
+    def __init__(self, config: EmulatorConfig, clock: Any | None = None,
+                 validators: Validators | None = None) -> None:
+        self.config = config
+        self.clock = clock if clock is not None else ScaledClock(config.time_scale)
+        self.validators = validators if validators is not None else Validators.from_botocore()
+        self._ops: dict[str, Callable[[Call, float], dict[str, Any]]] = {
+            "StartChatContact": self._start_chat_contact,
+            "StopContact": self._stop_contact,
+            "DescribeContact": self._describe_contact,
+            "CreateParticipantConnection": self._create_participant_connection,
+            "SendMessage": self._send_message,
+            "DisconnectParticipant": self._disconnect_participant,
+            "GetTranscript": self._get_transcript,
+        }
+        self.reset()
+
+    # ---- state ---------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """All contacts, counters and buckets back to the start state (configuration is kept)."""
+        self.contacts: dict[str, Contact] = {}
+        self.by_participant_token: dict[str, str] = {}
+        self.by_connection_token: dict[str, str] = {}
+        self.idempotency: dict[tuple[str, str], str] = {}
+        self.session_latest: dict[str, str] = {}  # initial contact id -> latest contact of the session
+        self.active: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.expiries: list[tuple[float, str]] = []
+        self.purges: list[tuple[float, str]] = []
+        self._stale_expiries = 0
+        self.buckets = BucketSet.empty()
+        self.counters: dict[str, dict[str, int]] = {op: dict.fromkeys(COUNTERS, 0) for op in OPERATIONS}
+        self.chats_ended: dict[str, int] = dict.fromkeys(END_REASONS, 0)
+        self.unknown_requests = 0
+
+    def apply_config(self, config: EmulatorConfig) -> None:
+        """Switch to a new configuration. Changed rates rebuild their buckets at the current level."""
+        now = self.clock.now()
+        if config.time_scale != self.config.time_scale:
+            self.clock.set_scale(config.time_scale)
+            now = self.clock.now()
+        for key, bucket in self.buckets.buckets.items():
+            limit = config.connect_rate(key[3]) if key[0] == "connect" else config.participant_rate(key[2])
+            if (limit.rate, limit.burst) != (bucket.rate, bucket.burst):
+                bucket.reconfigure(limit.rate, limit.burst, now)
+        self.config = config
+
+    def state(self) -> dict[str, Any]:
+        """The ground truth of GET /_emulator/state."""
+        now = self.clock.now()
+        self.advance(now)
+        accounts: dict[str, str] = {}
+        buckets = []
+        for key, bucket in self.buckets.buckets.items():
+            entry: dict[str, Any] = {"operation": key[-1], "rate": bucket.rate, "burst": bucket.burst,
+                                     "tokens": round(bucket.level(now), 3)}
+            if key[0] == "connect":  # access keys never leave the process: accounts are numbered
+                entry["account"] = accounts.setdefault(key[1], f"account-{len(accounts) + 1}")
+                entry["region"] = key[2]
+            else:
+                entry["instance"] = key[1]
+            buckets.append(entry)
+        return {
+            "status": "ok",
+            "time_scale": self.config.time_scale,
+            "emulated_epoch": self.clock.epoch(),
+            "instances": {
+                inst.id: {
+                    "active_chats": self.active.get(inst.id, 0),
+                    "peak_active_chats": self.peak.get(inst.id, 0),
+                    "concurrent_chats": inst.concurrent_chats,
+                    "contact_flows": list(inst.contact_flows),
+                }
+                for inst in self.config.instances.values()
+            },
+            "operations": {op: dict(c) for op, c in self.counters.items()},
+            "chats_ended": dict(self.chats_ended),
+            "contacts_retained": len(self.contacts),
+            "unknown_requests": self.unknown_requests,
+            "buckets": buckets,
+        }
+
+    # ---- entry point ---------------------------------------------------------------------------
+    def handle(self, operation: str, call: Call) -> dict[str, Any]:
+        """Run one attempt of `operation`; returns the response body or raises ApiError."""
+        now = self.clock.now()
+        if (self.expiries and self.expiries[0][0] <= now) or (self.purges and self.purges[0][0] <= now):
+            self.advance(now)
+        counters = self.counters[operation]
+        counters["requests"] += 1
+        if call.attempt > 1:
+            counters["retried_attempts"] += 1
+        try:
+            result = self._ops[operation](call, now)
+        except ApiError as error:
+            counters[error.counter] += 1
+            raise
+        counters["accepted"] += 1
+        return result
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def advance(self, now: float) -> None:
+        """End chats whose deadline passed and purge contacts whose retention ran out."""
+        expiries = self.expiries
+        while expiries and expiries[0][0] <= now:
+            deadline, contact_id = heapq.heappop(expiries)
+            contact = self.contacts.get(contact_id)
+            if contact is None or contact.ended is not None or contact.deadline != deadline:
+                self._stale_expiries -= 1
+                continue
+            reason = EXPIRED if deadline >= contact.duration_deadline else NEVER_CONNECTED
+            self._end(contact, deadline, reason)
+        purges = self.purges
+        while purges and purges[0][0] <= now:
+            _, contact_id = heapq.heappop(purges)
+            self._purge(contact_id)
+
+    def _move_deadline(self, contact: Contact, deadline: float) -> None:
+        self._stale_expiries += 1  # the old entry stays in the heap until popped or compacted
+        contact.deadline = deadline
+        heapq.heappush(self.expiries, (deadline, contact.id))
+
+    def _end(self, contact: Contact, at: float, reason: str) -> None:
+        contact.ended = at
+        contact.ended_epoch = self.clock.epoch() - (self.clock.now() - at)
+        contact.disconnect_reason = reason
+        self.active[contact.instance_id] -= 1
+        self.chats_ended[reason] += 1
+        if reason != EXPIRED and reason != NEVER_CONNECTED:
+            self._stale_expiries += 1
+            if self._stale_expiries > 1024 and self._stale_expiries * 2 > len(self.expiries):
+                self._compact_expiries()
+        heapq.heappush(self.purges, (at + self.config.retention_s, contact.id))
+
+    def _compact_expiries(self) -> None:
+        live = [(c.deadline, c.id) for c in self.contacts.values() if c.ended is None]
+        heapq.heapify(live)
+        self.expiries = live
+        self._stale_expiries = 0
+
+    def _purge(self, contact_id: str) -> None:
+        contact = self.contacts.pop(contact_id, None)
+        if contact is None:
+            return
+        self.by_participant_token.pop(contact.participant_token, None)
+        if contact.connection_token:
+            self.by_connection_token.pop(contact.connection_token, None)
+        if contact.client_token is not None:
+            key = (contact.instance_id, contact.client_token)
+            if self.idempotency.get(key) == contact_id:
+                del self.idempotency[key]
+        if self.session_latest.get(contact.initial_contact_id) == contact_id:
+            del self.session_latest[contact.initial_contact_id]
+
+    # ---- shared checks -------------------------------------------------------------------------
+    def _take_connect(self, operation: str, call: Call, now: float) -> None:
+        if call.access_key is None:
+            raise ApiError("MissingAuthenticationTokenException", "Missing Authentication Token")
+        limit = self.config.connect_rate(operation)
+        if not self.buckets.take(("connect", call.access_key, call.region, operation),
+                                 limit.rate, limit.burst, now):
+            raise ApiError("TooManyRequestsException", self.config.throttle_message)
+
+    def _valid_body(self, operation: str, call: Call, request_error: str, parameter_error: str) -> dict:
+        body = call.body
+        if isinstance(body, ApiError):
+            raise ApiError(request_error if body.code != "RequestEntityTooLargeException" else body.code,
+                           body.message)
+        try:
+            self.validators.check(operation, body)
+        except Invalid as invalid:
+            raise ApiError(request_error if invalid.request_level else parameter_error, str(invalid)) from None
+        return body
+
+    def _instance(self, instance_ref: str) -> Any:
+        inst = self.config.instances.get(_instance_id(instance_ref))
+        if inst is None:
+            raise ApiError("ResourceNotFoundException", f"InstanceId: instance {instance_ref} not found")
+        return inst
+
+    # ---- Connect -------------------------------------------------------------------------------
+    def _start_chat_contact(self, call: Call, now: float) -> dict[str, Any]:
+        self._take_connect("StartChatContact", call, now)
+        body = self._valid_body("StartChatContact", call, "InvalidRequestException", "InvalidParameterException")
+        inst = self._instance(body["InstanceId"])
+        if body["ContactFlowId"] not in inst.contact_flows:
+            raise ApiError("ResourceNotFoundException",
+                           f"ContactFlowId: contact flow {body['ContactFlowId']} not found in instance {inst.id}")
+        client_token = body.get("ClientToken")
+        if client_token is not None:
+            replay = self.idempotency.get((inst.id, client_token))
+            if replay is not None:
+                self.counters["StartChatContact"]["idempotent_replays"] += 1
+                return self.contacts[replay].start_response
+        continued_from, initial_id = self._persistent_source(body, inst.id)
+        active = self.active.get(inst.id, 0)
+        if active >= inst.concurrent_chats:
+            raise ApiError("LimitExceededException", self.config.quota_message)
+
+        contact_id = str(uuid.uuid4())
+        token = secrets.token_urlsafe(48)
+        response: dict[str, Any] = {
+            "ContactId": contact_id,
+            "ParticipantId": str(uuid.uuid4()),
+            "ParticipantToken": token,
+        }
+        if continued_from is not None:
+            response["ContinuedFromContactId"] = continued_from
+        duration_s = 60.0 * int(body.get("ChatDurationInMinutes") or DEFAULT_CHAT_MINUTES)
+        timeout = self.config.unconnected_timeout_s
+        deadline = now + duration_s if timeout <= 0 else now + min(duration_s, timeout)
+        epoch = self.clock.epoch()
+        contact = Contact(
+            id=contact_id, instance_id=inst.id, flow_id=body["ContactFlowId"],
+            arn=f"arn:aws:connect:{call.region}:{_account_id(call.access_key or '')}"
+                f":instance/{inst.id}/contact/{contact_id}",
+            participant_id=response["ParticipantId"], participant_token=token,
+            display_name=body["ParticipantDetails"]["DisplayName"],
+            initial_contact_id=initial_id or contact_id, previous_contact_id=continued_from,
+            related_contact_id=body.get("RelatedContactId"), customer_id=body.get("CustomerId"),
+            attributes=body.get("Attributes"), client_token=client_token,
+            started=now, started_epoch=epoch, duration_deadline=now + duration_s, deadline=deadline,
+            start_response=response,
+        )
+        self.contacts[contact_id] = contact
+        self.by_participant_token[token] = contact_id
+        if client_token is not None:
+            self.idempotency[(inst.id, client_token)] = contact_id
+        self.session_latest[contact.initial_contact_id] = contact_id
+        self.active[inst.id] = active + 1
+        if active + 1 > self.peak.get(inst.id, 0):
+            self.peak[inst.id] = active + 1
+        heapq.heappush(self.expiries, (deadline, contact_id))
+        initial = body.get("InitialMessage")
+        if initial is not None:
+            self._append_message(contact, initial["ContentType"], initial["Content"], epoch)
+        connection_types = body.get("ConnectionTypes")
+        if connection_types:
+            response.update(self._connect(contact, connection_types, now))
+        return response
+
+    def _persistent_source(self, body: dict[str, Any], instance_id: str) -> tuple[str | None, str | None]:
+        """(ContinuedFromContactId, initial contact of the session) for a persistent chat, else Nones."""
+        persistent = body.get("PersistentChat")
+        if persistent is None:
+            return None, None
+        source_id = persistent["SourceContactId"]
+        source = self.contacts.get(source_id)
+        if source is None or source.instance_id != instance_id:
+            raise ApiError("ResourceNotFoundException",
+                           f"PersistentChat.SourceContactId: contact {source_id} not found")
+        if persistent["RehydrationType"] == "FROM_SEGMENT":
+            latest = source
+        else:
+            if source.initial_contact_id != source.id:
+                raise ApiError("InvalidRequestException",
+                               "PersistentChat.SourceContactId: ENTIRE_PAST_SESSION needs the initial contact "
+                               f"of a past session, and {source_id} is not one")
+            latest = self.contacts.get(self.session_latest.get(source.id, source.id), source)
+        if latest.ended is None:
+            raise ApiError("InvalidRequestException",
+                           f"PersistentChat.SourceContactId: contact {latest.id} is still active; "
+                           "only an ended chat can be continued")
+        return latest.id, source.initial_contact_id
+
+    def _stop_contact(self, call: Call, now: float) -> dict[str, Any]:
+        self._take_connect("StopContact", call, now)
+        body = self._valid_body("StopContact", call, "InvalidRequestException", "InvalidParameterException")
+        inst = self._instance(body["InstanceId"])
+        contact = self.contacts.get(body["ContactId"])
+        if contact is None or contact.instance_id != inst.id or contact.ended is not None:
+            raise ApiError("ContactNotFoundException",
+                           f"ContactId: contact {body['ContactId']} is not active or does not exist")
+        self._end(contact, now, API)
+        return {}
+
+    def _describe_contact(self, call: Call, now: float) -> dict[str, Any]:
+        self._take_connect("DescribeContact", call, now)
+        body = {"InstanceId": call.instance_id, "ContactId": call.contact_id}
+        for name, value in body.items():
+            if not value or len(value) > (100 if name == "InstanceId" else 256):
+                raise ApiError("InvalidParameterException",
+                               f"Value at '{name}' failed to satisfy constraint: Member must have length "
+                               f"between 1 and {100 if name == 'InstanceId' else 256}")
+        inst = self._instance(call.instance_id or "")
+        contact = self.contacts.get(call.contact_id or "")
+        if contact is None or contact.instance_id != inst.id:
+            raise ApiError("ResourceNotFoundException", f"ContactId: contact {call.contact_id} not found")
+        described: dict[str, Any] = {
+            "Arn": contact.arn, "Id": contact.id, "InitialContactId": contact.initial_contact_id,
+            "InitiationMethod": "API", "Channel": "CHAT",
+            "InitiationTimestamp": contact.started_epoch,
+            "LastUpdateTimestamp": contact.ended_epoch or contact.started_epoch,
+        }
+        optional = {"PreviousContactId": contact.previous_contact_id,
+                    "RelatedContactId": contact.related_contact_id, "CustomerId": contact.customer_id,
+                    "DisconnectTimestamp": contact.ended_epoch, "DisconnectReason": contact.disconnect_reason,
+                    "Attributes": contact.attributes}
+        described.update({k: v for k, v in optional.items() if v is not None})
+        return {"Contact": described}
+
+    # ---- Participant Service -------------------------------------------------------------------
+    def _participant(self, operation: str, call: Call, now: float, *, by_connection: bool) -> tuple[Contact, dict]:
+        """Authenticate by bearer token, spend the instance's bucket token, validate; (contact, body)."""
+        tokens = self.by_connection_token if by_connection else self.by_participant_token
+        contact = self.contacts.get(tokens.get(call.bearer or "", ""))
+        if contact is None or (contact.ended is not None and not self._disconnect_replay(operation, call, contact)):
+            raise ApiError("AccessDeniedException", "You do not have sufficient access to perform this action.")
+        limit = self.config.participant_rate(operation)
+        if not self.buckets.take(("participant", contact.instance_id, operation), limit.rate, limit.burst, now):
+            raise ApiError("ThrottlingException", self.config.participant_throttle_message)
+        return contact, self._valid_body(operation, call, "ValidationException", "ValidationException")
+
+    @staticmethod
+    def _disconnect_replay(operation: str, call: Call, contact: Contact) -> bool:
+        """A retried DisconnectParticipant (same ClientToken) of the disconnect that ended this chat."""
+        return (operation == "DisconnectParticipant" and isinstance(call.body, dict)
+                and contact.disconnect_client_token is not None
+                and call.body.get("ClientToken") == contact.disconnect_client_token)
+
+    def _connect(self, contact: Contact, types: list[str], now: float) -> dict[str, Any]:
+        if contact.connection_token is None:
+            contact.connection_token = secrets.token_urlsafe(48)
+            self.by_connection_token[contact.connection_token] = contact.id
+        if not contact.connected:
+            contact.connected = True
+            if contact.deadline != contact.duration_deadline:
+                self._move_deadline(contact, contact.duration_deadline)
+        epoch = self.clock.epoch()
+        out: dict[str, Any] = {}
+        if "WEBSOCKET" in types:
+            out["Websocket"] = {"Url": f"wss://participant.connect.emulator.invalid/connect/{contact.participant_id}",
+                                "ConnectionExpiry": iso8601(epoch + WEBSOCKET_LIFETIME_S)}
+        if "CONNECTION_CREDENTIALS" in types:
+            out["ConnectionCredentials"] = {"ConnectionToken": contact.connection_token,
+                                            "Expiry": iso8601(epoch + CONNECTION_TOKEN_LIFETIME_S)}
+        return out
+
+    def _create_participant_connection(self, call: Call, now: float) -> dict[str, Any]:
+        contact, body = self._participant("CreateParticipantConnection", call, now, by_connection=False)
+        return self._connect(contact, body.get("Type") or [], now)
+
+    def _append_message(self, contact: Contact, content_type: str, content: str, epoch: float) -> dict:
+        item = {"AbsoluteTime": iso8601(epoch), "Content": content, "ContentType": content_type,
+                "Id": str(uuid.uuid4()), "Type": "MESSAGE", "ParticipantId": contact.participant_id,
+                "DisplayName": contact.display_name, "ParticipantRole": "CUSTOMER", "ContactId": contact.id}
+        contact.messages.append(item)
+        return item
+
+    def _send_message(self, call: Call, now: float) -> dict[str, Any]:
+        contact, body = self._participant("SendMessage", call, now, by_connection=True)
+        client_token = body.get("ClientToken")
+        if client_token is not None and client_token in contact.message_ids:
+            return contact.message_ids[client_token]
+        item = self._append_message(contact, body["ContentType"], body["Content"], self.clock.epoch())
+        reply = {"Id": item["Id"], "AbsoluteTime": item["AbsoluteTime"]}
+        if client_token is not None:
+            contact.message_ids[client_token] = reply
+        return reply
+
+    def _disconnect_participant(self, call: Call, now: float) -> dict[str, Any]:
+        contact, body = self._participant("DisconnectParticipant", call, now, by_connection=True)
+        if contact.ended is None:
+            contact.disconnect_client_token = body.get("ClientToken")
+            self._end(contact, now, CUSTOMER_DISCONNECT)
+        return {}
+
+    def _get_transcript(self, call: Call, now: float) -> dict[str, Any]:
+        contact, body = self._participant("GetTranscript", call, now, by_connection=True)
+        target = contact
+        wanted = body.get("ContactId")
+        if wanted is not None and wanted != contact.id:
+            other = self.contacts.get(wanted)
+            if other is None or other.initial_contact_id != contact.initial_contact_id:
+                raise ApiError("ValidationException",
+                               f"ContactId: contact {wanted} is not part of this participant's chat session")
+            target = other
+        try:
+            items, next_token = transcript.page(target.messages, body)
+        except transcript.BadPosition as bad:
+            raise ApiError("ValidationException", str(bad)) from None
+        out: dict[str, Any] = {"InitialContactId": contact.initial_contact_id, "Transcript": items}
+        if next_token is not None:
+            out["NextToken"] = next_token
+        return out

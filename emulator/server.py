@@ -1,0 +1,121 @@
+"""`python -m emulator` / `chatload emulator`: serve the emulator with uvicorn (httptools + uvloop).
+
+One process, one event loop (buckets and quotas are global state), TCP_NODELAY on every accepted
+connection, keep-alive. Once accepting connections it prints exactly one stdout line,
+`chatload emulator listening on http://HOST:PORT`, and flushes. A taken port or a bad config file
+gives one line on stderr and exit status 2; SIGTERM / SIGINT stop it cleanly with status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import signal
+import socket
+import sys
+from collections.abc import Generator
+
+from emulator.defaults import DEFAULT_HOST, DEFAULT_PORT
+
+KEEP_ALIVE_S = 75
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatload emulator",
+        description="Amazon Connect chat emulator (StartChatContact, StopContact, DescribeContact and the "
+                    "Participant Service) with AWS's rate and concurrency quotas.",
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port to listen on, 0 = any free port (default {DEFAULT_PORT})")
+    parser.add_argument("--config", default=None, help="TOML configuration file (default: built-in)")
+    parser.add_argument("--quiet", action="store_true", help="no log lines besides the listening line and errors")
+    return parser
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        print(f"chatload emulator: --port: must be 0..65535, got {args.port}", file=sys.stderr)
+        return 2
+
+    from emulator.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"chatload emulator: {error}", file=sys.stderr)
+        return 2
+    try:
+        sock = _listen(args.host, args.port)
+    except OSError as error:
+        reason = "address already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
+        print(f"chatload emulator: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from emulator.app import make_app
+    from emulator.model import ChatStore
+
+    class NoDelayProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol with TCP_NODELAY set explicitly (no 40 ms Nagle stalls)."""
+
+        def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def, override]
+            raw = transport.get_extra_info("socket")
+            if raw is not None:
+                with contextlib.suppress(OSError):
+                    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            super().connection_made(transport)
+
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+
+    class Server(uvicorn.Server):
+        """Prints the listening line once started; exits with 0 on SIGTERM/SIGINT (no re-raise)."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                print(f"chatload emulator listening on http://{shown_host}:{port}", flush=True)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
+    store = ChatStore(config)
+    uv_config = uvicorn.Config(
+        make_app(store), loop="uvloop", http=NoDelayProtocol, lifespan="off", interface="asgi3",
+        access_log=False, log_level="warning" if args.quiet else "info", server_header=False,
+        date_header=False, timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=2, backlog=2048,
+    )
+    server = Server(uv_config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0
