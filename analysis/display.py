@@ -1,0 +1,125 @@
+"""What the HTML and Markdown reports show: display tables and run facts (no formatting into markup)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import pandas as pd
+
+from analysis.columns import DROPPED, OK, THROTTLED_CONCURRENCY, THROTTLED_TPS
+
+
+def _pct(share: pd.Series) -> pd.Series:
+    return (100 * share).round(2)
+
+
+def stage_view(per_stage: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "stage": per_stage["stage"],
+            "target /s": per_stage["target_rate"].round(3),
+            "duration s": per_stage["duration_s"].round(2),
+            "offered /s": per_stage["offered_rate"].round(3),
+            "accepted /s": per_stage["accepted_rate"].round(3),
+            "calls": per_stage["calls"],
+            "ok %": _pct(per_stage["success_share"]),
+            "TPS throttle %": _pct(per_stage["tps_throttle_share"]),
+            "concurrency throttle %": _pct(per_stage["concurrency_throttle_share"]),
+            "other error %": _pct(per_stage["other_error_share"]),
+            "dropped": per_stage[DROPPED],
+            "ok p50 ms": per_stage["ok_p50_ms"].round(1),
+            "ok p95 ms": per_stage["ok_p95_ms"].round(1),
+            "ok p99 ms": per_stage["ok_p99_ms"].round(1),
+            "throttled p95 ms": per_stage["throttled_p95_ms"].round(1),
+        }
+    )
+
+
+def operation_view(per_operation: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "operation": per_operation["operation"],
+            "calls": per_operation["calls"],
+            "ok": per_operation[OK],
+            "TPS throttled": per_operation[THROTTLED_TPS],
+            "concurrency throttled": per_operation[THROTTLED_CONCURRENCY],
+            "other": per_operation["calls"]
+            - per_operation[OK]
+            - per_operation[THROTTLED_TPS]
+            - per_operation[THROTTLED_CONCURRENCY],
+            "dropped": per_operation[DROPPED],
+            "HTTP attempts": per_operation["http_attempts"],
+            "amplification": per_operation["retry_amplification"].round(3),
+            "ok %": _pct(per_operation["success_share"]),
+            "ok p50 ms": per_operation["ok_p50_ms"].round(1),
+            "ok p95 ms": per_operation["ok_p95_ms"].round(1),
+            "ok p99 ms": per_operation["ok_p99_ms"].round(1),
+        }
+    )
+
+
+def threshold_view(thresholds: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "threshold": t["name"],
+                "limit": t["limit"],
+                "observed": None if t["observed"] is None else round(t["observed"], 4),
+                "result": "pass" if t["passed"] else ("fail: " + t["note"] if t.get("note") else "fail"),
+            }
+            for t in thresholds
+        ],
+        columns=["threshold", "limit", "observed", "result"],
+    )
+
+
+def _when(epoch: Any) -> str:
+    if not isinstance(epoch, int | float) or not math.isfinite(epoch):
+        return "not recorded"
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def run_facts(summary: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, str]]:
+    quotas = summary.get("quotas") or {}
+    start_quota = quotas.get("StartChatContact") if isinstance(quotas.get("StartChatContact"), dict) else {}
+    lost = summary.get("lost_workers") or []
+    clean = summary.get("clean_up")
+    facts = [
+        ("run", summary["run_id"]),
+        ("scenario", summary["scenario"] or "unknown"),
+        ("target", f"{summary['target'] or 'unknown'} {meta.get('endpoint') or ''}".strip()),
+        ("instance", str(meta.get("instance") or "unknown")),
+        ("started", _when(summary.get("started_at"))),
+        ("ended", _when(summary.get("ended_at")) if not summary["cut_short"] else "cut short (no ended_at)"),
+        ("duration", f"{summary['duration_s']:.1f} s"),
+        ("workers", ", ".join(map(str, meta.get("workers") or [])) or "unknown"),
+        (
+            "lost workers",
+            ", ".join(f"{w.get('worker')} at {_when(w.get('at'))}" if isinstance(w, dict) else str(w) for w in lost)
+            or "none",
+        ),
+        ("retry policy", str(summary.get("retry") or "unknown")),
+        (
+            "quotas known",
+            f"StartChatContact {start_quota.get('rate', '?')}/s burst {start_quota.get('burst', '?')}, "
+            f"concurrent chats {quotas.get('concurrent_chats', '?')} (source {quotas.get('source', '?')})",
+        ),
+        (
+            "clean-up",
+            "not recorded"
+            if not clean
+            else f"{clean.get('ended', 0)} ended, {clean.get('still_active', 0)} still active"
+            + (f"; not ended: {', '.join(map(str, clean.get('not_ended') or []))}" if clean.get("not_ended") else ""),
+        ),
+        ("attempt files", ", ".join(summary.get("attempt_files") or []) or "none"),
+    ]
+    return [(k, str(v)) for k, v in facts]
+
+
+def status_line(summary: dict[str, Any]) -> str:
+    if not summary["valid"]:
+        return "INVALID run: " + "; ".join(summary["invalid_reasons"])
+    failed = [t["name"] for t in summary["thresholds"] if not t["passed"]]
+    return "PASSED: all thresholds met" if not failed else "FAILED thresholds: " + ", ".join(failed)

@@ -1,0 +1,248 @@
+"""Findings a capacity planner can act on, each with the numbers it came from (pure: tables in, dict out)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.columns import DROPPED, OK, ONSET_SHARE, START, SUSTAINED_WINDOW_S, THROTTLED_TPS
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Quotas known for the run (meta.json "quotas"); None where unknown."""
+
+    rate: float | None = None
+    burst: float | None = None
+    concurrent_chats: float | None = None
+    source: str = "unknown"
+
+
+def _num(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def quotas_of(meta: dict[str, Any]) -> Quotas:
+    quotas = meta.get("quotas") if isinstance(meta.get("quotas"), dict) else {}
+    start = quotas.get(START) if isinstance(quotas.get(START), dict) else {}
+    return Quotas(
+        rate=_num(start.get("rate")),
+        burst=_num(start.get("burst")),
+        concurrent_chats=_num(quotas.get("concurrent_chats")),
+        source=str(quotas.get("source") or "unknown"),
+    )
+
+
+def best_window(per_second: pd.DataFrame, column: str, window_s: int = SUSTAINED_WINDOW_S) -> dict[str, Any]:
+    """Highest mean of `column` over `window_s` consecutive seconds (the whole run if shorter).
+
+    Returns rate, window_s and the window's first second (None for an empty run).
+    """
+    values = per_second[column].astype("float64")
+    if values.empty:
+        return {"rate": 0.0, "window_s": 0, "from_second": None}
+    window = min(window_s, len(values))
+    means = values.rolling(window).mean()
+    end = int(np.nanargmax(means.to_numpy())) if means.notna().any() else window - 1
+    return {"rate": float(means.iloc[end]), "window_s": window, "from_second": int(end - window + 1)}
+
+
+def tps_onset(per_stage: pd.DataFrame, share: float = ONSET_SHARE) -> dict[str, Any]:
+    """First stage in time whose TPS-throttle share of StartChatContact calls exceeds `share`."""
+    ordered = per_stage[per_stage["calls"] > 0].sort_values(["start_s", "order"], kind="stable")
+    over = ordered[ordered["tps_throttle_share"] > share]
+    if over.empty:
+        clean = ordered["offered_rate"].max() if len(ordered) else None
+        return {"rate": None, "stage": None, "share": None, "highest_clean_offered_rate": _num(clean)}
+    first = over.iloc[0]
+    before = ordered[(ordered["start_s"] < first["start_s"]) & (ordered["tps_throttle_share"] <= share)]
+    return {
+        "rate": float(first["offered_rate"]),
+        "stage": str(first["stage"]),
+        "share": float(first["tps_throttle_share"]),
+        "highest_clean_offered_rate": _num(before["offered_rate"].max()) if len(before) else None,
+    }
+
+
+def burst_absorbed(attempts: pd.DataFrame, steady_rate: float) -> dict[str, Any]:
+    """ok StartChatContact calls before the first TPS throttle, beyond the steady rate.
+
+    From the first call of the stage holding the first TPS throttle (t_s) to that throttle (t*):
+    burst = ok calls started in [t_s, t*) - steady_rate * (t* - t_s), at least 0.
+    """
+    calls = attempts[(attempts["operation"] == START) & (attempts["outcome"] != DROPPED)]
+    throttles = calls[calls["outcome"] == THROTTLED_TPS]
+    if throttles.empty:
+        return {"burst": None, "ok_before": None, "seconds": None, "stage": None}
+    first = throttles.loc[throttles["t_start"].idxmin()]
+    stage_calls = calls[calls["stage"] == first["stage"]]
+    t_s, t_star = float(stage_calls["t_start"].min()), float(first["t_start"])
+    ok_before = int(((calls["outcome"] == OK) & calls["t_start"].between(t_s, t_star, "left")).sum())
+    return {
+        "burst": max(0.0, ok_before - steady_rate * (t_star - t_s)),
+        "ok_before": ok_before,
+        "seconds": t_star - t_s,
+        "stage": str(first["stage"]),
+    }
+
+
+def concurrency(peak: int, per_operation: pd.DataFrame, quotas: Quotas) -> dict[str, Any]:
+    row = per_operation[per_operation["operation"] == START]
+    throttled = int(row["throttled_concurrency"].sum()) if len(row) else 0
+    quota = quotas.concurrent_chats
+    return {
+        "peak_active_chats": int(peak),
+        "quota": quota,
+        "peak_share_of_quota": peak / quota if quota else None,
+        "throttled_concurrency": throttled,
+        "hit": bool(throttled > 0 or (quota is not None and peak >= quota)),
+    }
+
+
+def retries(per_operation: pd.DataFrame) -> dict[str, Any]:
+    row = per_operation[per_operation["operation"] == START]
+    calls_all, attempts_all = int(per_operation["calls"].sum()), int(per_operation["http_attempts"].sum())
+    calls, attempts = (int(row["calls"].sum()), int(row["http_attempts"].sum())) if len(row) else (0, 0)
+    return {
+        "start_calls": calls,
+        "start_http_attempts": attempts,
+        "start_amplification": attempts / calls if calls else None,
+        "all_calls": calls_all,
+        "all_http_attempts": attempts_all,
+        "all_amplification": attempts_all / calls_all if calls_all else None,
+        "throttles_hidden_by_retries": int(per_operation["throttles_hidden_by_retries"].sum()),
+    }
+
+
+def littles_law(
+    target_rate: float, durations: pd.DataFrame, quotas: Quotas, target_given: bool
+) -> dict[str, Any]:
+    """Concurrency L = arrival rate λ x mean chat duration W; rate quota needed = λ (no retries)."""
+    ended = durations[~durations["censored"]] if len(durations) else durations
+    basis = ended if len(ended) else durations
+    mean_s = float(basis["duration_s"].mean()) if len(basis) else None
+    needed = target_rate * mean_s if mean_s is not None else None
+    return {
+        "target_rate": target_rate,
+        "target_source": "--target-peak-rate" if target_given else "peak offered rate",
+        "mean_chat_duration_s": mean_s,
+        "duration_basis": "ended chats" if len(ended) else ("chats still active at run end" if len(basis) else None),
+        "chats_measured": len(basis),
+        "concurrency_needed": needed,
+        "concurrency_quota": quotas.concurrent_chats,
+        "concurrency_quota_sufficient": (
+            None if needed is None or quotas.concurrent_chats is None else quotas.concurrent_chats >= math.ceil(needed)
+        ),
+        "rate_needed": target_rate,
+        "rate_quota": quotas.rate,
+        "rate_quota_burst": quotas.burst,
+        "rate_quota_sufficient": None if quotas.rate is None else quotas.rate >= target_rate,
+        "quota_source": quotas.source,
+    }
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def findings(
+    per_second: pd.DataFrame,
+    per_stage: pd.DataFrame,
+    per_operation: pd.DataFrame,
+    attempts: pd.DataFrame,
+    durations: pd.DataFrame,
+    peak: int,
+    quotas: Quotas,
+    target_peak_rate: float | None = None,
+) -> dict[str, Any]:
+    sustained = best_window(per_second, "accepted")
+    offered = best_window(per_second, "offered")
+    onset = tps_onset(per_stage)
+    burst = burst_absorbed(attempts, sustained["rate"])
+    conc = concurrency(peak, per_operation, quotas)
+    retry = retries(per_operation)
+    target = target_peak_rate if target_peak_rate is not None else offered["rate"]
+    little = littles_law(target, durations, quotas, target_peak_rate is not None)
+    items = [
+        {
+            "name": "max_sustained_accepted_rate",
+            "text": f"Highest sustained accepted StartChatContact rate: {_fmt(sustained['rate'])}/s "
+            f"(best {sustained['window_s']} s rolling mean, from second {sustained['from_second']}).",
+            "numbers": sustained,
+        },
+        {
+            "name": "tps_throttle_onset",
+            "text": (
+                f"TPS throttling starts at an offered rate of {_fmt(onset['rate'])}/s "
+                f"(stage {onset['stage']}: {_fmt(100 * onset['share'], 1)}% of calls throttled)."
+                if onset["rate"] is not None
+                else f"No stage had more than {100 * ONSET_SHARE:g}% TPS throttles "
+                f"(highest offered rate {_fmt(onset['highest_clean_offered_rate'])}/s)."
+            ),
+            "numbers": onset,
+        },
+        {
+            "name": "burst_absorbed",
+            "text": (
+                f"Burst absorbed before the first TPS throttle: about {_fmt(burst['burst'], 1)} calls "
+                f"({burst['ok_before']} ok calls in {_fmt(burst['seconds'])} s of stage {burst['stage']}, "
+                f"beyond {_fmt(sustained['rate'])}/s)."
+                if burst["burst"] is not None
+                else "No TPS throttle: no burst limit observed."
+            ),
+            "numbers": {**burst, "steady_rate": sustained["rate"], "quota_burst": quotas.burst},
+        },
+        {
+            "name": "concurrency",
+            "text": f"Peak active chats {conc['peak_active_chats']} against a quota of "
+            f"{_fmt(conc['quota'], 0)}; {conc['throttled_concurrency']} concurrency throttles; "
+            f"quota {'hit' if conc['hit'] else 'not hit'}.",
+            "numbers": conc,
+        },
+        {
+            "name": "retry_amplification",
+            "text": f"Retry amplification: {retry['start_http_attempts']} HTTP attempts for "
+            f"{retry['start_calls']} StartChatContact calls ({_fmt(retry['start_amplification'])}x); "
+            f"all operations {_fmt(retry['all_amplification'])}x.",
+            "numbers": retry,
+        },
+        {
+            "name": "littles_law",
+            "text": f"For {_fmt(target)} chats/s ({little['target_source']}) and a mean chat duration of "
+            f"{_fmt(little['mean_chat_duration_s'])} s: concurrency quota needed "
+            f"{_fmt(little['concurrency_needed'], 1)} (known {_fmt(quotas.concurrent_chats, 0)}), "
+            f"StartChatContact rate quota needed {_fmt(target)}/s (known {_fmt(quotas.rate)}/s).",
+            "numbers": little,
+        },
+    ]
+    headline = (
+        f"Sustained {_fmt(sustained['rate'])} accepted chats/s; "
+        + (
+            f"TPS throttling from {_fmt(onset['rate'])}/s offered; "
+            if onset["rate"] is not None
+            else "no TPS throttling; "
+        )
+        + f"peak {conc['peak_active_chats']} active chats"
+        + (f" of {_fmt(conc['quota'], 0)}" if conc["quota"] is not None else "")
+        + (" (concurrency quota hit)." if conc["hit"] else ".")
+    )
+    return {
+        "max_sustained_accepted_rate": sustained["rate"],
+        "tps_throttle_onset_rate": onset["rate"],
+        "peak_active_chats": conc["peak_active_chats"],
+        "concurrency_quota_hit": conc["hit"],
+        "peak_offered_rate": offered["rate"],
+        "burst_absorbed": burst["burst"],
+        "retry_amplification": retry["start_amplification"],
+        "littles_law": little,
+        "headline": headline,
+        "items": items,
+    }

@@ -1,0 +1,173 @@
+"""PNG plots: matplotlib Figure objects saved by Agg (pyplot's global state is never used).
+
+Each plot function only consumes computed tables and returns a Figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from analysis.columns import CALL_OUTCOMES, DROPPED
+
+COLORS = {
+    "ok": "#2a9d8f",
+    "throttled_tps": "#e76f51",
+    "throttled_concurrency": "#8e44ad",
+    "throttled_unknown": "#f4a261",
+    "client_error": "#e9c46a",
+    "server_error": "#c0392b",
+    "timeout": "#7f8c8d",
+    "connection_error": "#34495e",
+    "dropped": "#bdc3c7",
+}
+
+
+def _figure(title: str) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _empty(ax: Axes) -> None:
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+def stage_spans(per_second: pd.DataFrame) -> pd.DataFrame:
+    """Contiguous runs of seconds with the same stage: stage, start, end (seconds since start)."""
+    if per_second.empty:
+        return pd.DataFrame(columns=["stage", "start", "end"])
+    stage = per_second["stage"].astype(str)
+    run_id = stage.ne(stage.shift()).cumsum()
+    return (
+        per_second.assign(stage=stage, run_id=run_id)
+        .groupby("run_id")
+        .agg(stage=("stage", "first"), start=("second", "min"), end=("second", "max"))
+        .assign(end=lambda f: f["end"] + 1)
+        .reset_index(drop=True)
+    )
+
+
+def _stage_bands(ax: Axes, per_second: pd.DataFrame) -> None:
+    for i, span in enumerate(stage_spans(per_second).itertuples()):
+        ax.axvspan(span.start, span.end, color="#457b9d", alpha=0.06 if i % 2 else 0.14, lw=0)
+        ax.text(
+            (span.start + span.end) / 2, 0.98, span.stage, transform=ax.get_xaxis_transform(),
+            ha="center", va="top", fontsize=8, color="#1d3557", clip_on=True,
+        )
+
+
+def offered_vs_accepted(per_second: pd.DataFrame) -> Figure:
+    fig, ax = _figure("StartChatContact: offered vs accepted per second")
+    if per_second.empty:
+        _empty(ax)
+        return fig
+    _stage_bands(ax, per_second)
+    ax.plot(per_second["second"], per_second["offered"], label="offered", color="#1d3557", lw=1,
+            drawstyle="steps-post")
+    ax.plot(per_second["second"], per_second["accepted"], label="accepted (ok)", color=COLORS["ok"],
+            lw=1, drawstyle="steps-post")
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("calls / s")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def outcomes_stacked(per_second: pd.DataFrame) -> Figure:
+    fig, ax = _figure("StartChatContact outcomes per second (stacked)")
+    columns = [c for c in (*CALL_OUTCOMES, DROPPED) if c in per_second and per_second[c].sum() > 0]
+    if per_second.empty or not columns:
+        _empty(ax)
+        return fig
+    _stage_bands(ax, per_second)
+    ax.stackplot(
+        per_second["second"], *[per_second[c] for c in columns], labels=columns,
+        colors=[COLORS[c] for c in columns], step="post",
+    )
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("calls / s")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def latency_over_time(per_second: pd.DataFrame) -> Figure:
+    fig, ax = _figure("StartChatContact latency per second (ok calls; throttled dashed)")
+    lines = [
+        ("ok_p50_ms", "ok p50", "-"), ("ok_p95_ms", "ok p95", "-"), ("ok_p99_ms", "ok p99", "-"),
+        ("throttled_p95_ms", "throttled p95", "--"),
+    ]
+    drawn = False
+    for column, label, style in lines:
+        if column in per_second and per_second[column].notna().any():
+            ax.plot(per_second["second"], per_second[column], style, label=label, lw=1, marker=".", ms=2)
+            drawn = True
+    if not drawn:
+        _empty(ax)
+        return fig
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("ms")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def active_chats(per_second: pd.DataFrame, quota: float | None) -> Figure:
+    fig, ax = _figure("Chats active (as the harness saw them) against the concurrency quota")
+    if per_second.empty:
+        _empty(ax)
+        return fig
+    _stage_bands(ax, per_second)
+    ax.plot(per_second["second"], per_second["active_chats_peak"], color="#8e44ad", lw=1,
+            label="peak in second", drawstyle="steps-post")
+    if quota is not None:
+        ax.axhline(quota, color="#c0392b", ls="--", lw=1, label=f"quota {quota:g}")
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("active chats")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def saturation_curve(per_stage: pd.DataFrame, rate_quota: float | None) -> Figure:
+    fig, ax = _figure("Saturation: accepted vs offered StartChatContact rate per stage")
+    stages = per_stage[per_stage["arrivals"] > 0].sort_values("offered_rate")
+    if stages.empty:
+        _empty(ax)
+        return fig
+    ax.plot(stages["offered_rate"], stages["accepted_rate"], "o-", color=COLORS["ok"], label="accepted")
+    for row in stages.itertuples():
+        ax.annotate(str(row.stage), (row.offered_rate, row.accepted_rate), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    top = float(max(stages["offered_rate"].max(), stages["accepted_rate"].max())) * 1.1 or 1.0
+    ax.plot([0, top], [0, top], ":", color="gray", label="accepted = offered")
+    if rate_quota is not None:
+        ax.axhline(rate_quota, color="#c0392b", ls="--", lw=1, label=f"rate quota {rate_quota:g}/s")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("offered rate (arrivals / s)")
+    ax.set_ylabel("accepted rate (ok / s)")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def render_all(
+    per_second: pd.DataFrame, per_stage: pd.DataFrame, quota_chats: float | None, quota_rate: float | None
+) -> dict[str, Figure]:
+    return {
+        "offered_vs_accepted": offered_vs_accepted(per_second),
+        "outcomes": outcomes_stacked(per_second),
+        "latency": latency_over_time(per_second),
+        "active_chats": active_chats(per_second, quota_chats),
+        "saturation": saturation_curve(per_stage, quota_rate),
+    }
+
+
+def save(figures: dict[str, Figure], folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, fig in figures.items():
+        paths[name] = folder / f"{name}.png"
+        fig.savefig(paths[name])
+    return paths

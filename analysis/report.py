@@ -1,0 +1,115 @@
+"""`python -m analysis.report RUN_DIR`: build every report file in a run folder.
+
+Exit codes: 0 all thresholds passed, 1 a threshold failed, 2 invalid run or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import junit, plots, render_html, render_md
+from analysis.columns import START, THROTTLED
+from analysis.load import RunError
+from analysis.pipeline import Analysis, analyze
+
+
+def write_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+
+
+def write_outputs(result: Analysis) -> None:
+    run_dir, summary = result.run.run_dir, result.summary
+    write_tables(result.tables(), run_dir / "tables")
+    little = summary["findings"]["littles_law"]
+    figures = plots.render_all(
+        result.per_second, result.per_stage, little["concurrency_quota"], little["rate_quota"]
+    )
+    paths = plots.save(figures, run_dir / "plots")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (run_dir / "junit.xml").write_text(junit.render(summary), encoding="utf-8")
+    relative = {name: f"plots/{path.name}" for name, path in paths.items()}
+    meta = result.run.meta
+    (run_dir / "report.md").write_text(
+        render_md.render(summary, meta, result.per_stage, result.per_operation, relative), encoding="utf-8"
+    )
+    (run_dir / "report.html").write_text(
+        render_html.render(summary, meta, result.per_stage, result.per_operation, paths), encoding="utf-8"
+    )
+
+
+def build_report(run_dir: Path, target_peak_rate: float | None = None) -> dict[str, Any]:
+    """Analyse the run folder, write report.html, report.md, summary.json, junit.xml, tables/, plots/
+    into it, and return the summary (what summary.json holds). Raises RunError for a bad folder."""
+    result = analyze(Path(run_dir), target_peak_rate)
+    write_outputs(result)
+    return result.summary
+
+
+def exit_code(summary: dict[str, Any]) -> int:
+    if not summary["valid"]:
+        return 2
+    return 0 if summary["passed"] else 1
+
+
+def summary_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
+    start = summary["calls"][START]
+    duration = summary["duration_s"] or float("nan")
+    arrivals = summary["arrivals"]
+    throttles = ", ".join(f"{c} {start.get(c, 0)}" for c in THROTTLED)
+    validity = "valid" if summary["valid"] else "INVALID (" + "; ".join(summary["invalid_reasons"]) + ")"
+    failed = [t["name"] for t in summary["thresholds"] if not t["passed"]]
+    return [
+        f"run {summary['run_id']}: {validity}; thresholds "
+        + ("passed" if not failed else "failed: " + ", ".join(failed)),
+        f"StartChatContact: offered {arrivals['scheduled'] / duration:.2f}/s, accepted "
+        f"{start['ok'] / duration:.2f}/s over {summary['duration_s']:.1f} s "
+        f"({arrivals['scheduled']} arrivals, {start['ok']} ok, {arrivals['dropped']} dropped)",
+        f"throttles: {throttles}",
+        f"findings: {summary['findings']['headline']}",
+        f"report: {run_dir / 'report.html'}",
+    ]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="chatload report", description="Build the report of a run folder.")
+    parser.add_argument("run_dir", type=Path, help="run folder (reports/<run-id>)")
+    parser.add_argument(
+        "--target-peak-rate",
+        type=float,
+        default=None,
+        help="chats/s for the Little's-law projection (default: the run's peak offered rate)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one-line usage error
+        return 0 if exc.code == 0 else 2
+    if args.target_peak_rate is not None and not args.target_peak_rate > 0:
+        print("chatload report: --target-peak-rate must be a number > 0", file=sys.stderr)
+        return 2
+    try:
+        summary = build_report(args.run_dir, args.target_peak_rate)
+    except RunError as exc:
+        print(f"chatload report: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"chatload report: cannot write into {args.run_dir}: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(summary_lines(summary, args.run_dir)))
+    return exit_code(summary)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

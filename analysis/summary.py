@@ -1,0 +1,140 @@
+"""summary.json: the contract keys of architecture.md section 4, plus extensions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.columns import CALL_OUTCOMES, DROPPED, START
+from analysis.load import Run
+from analysis.thresholds import Observed, configured, evaluate, validity
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars unwrapped, NaN/inf -> None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+def _calls(per_operation: pd.DataFrame) -> dict[str, dict[str, int]]:
+    calls = {}
+    for row in per_operation.to_dict("records"):
+        entry = {"total": int(row["calls"])}
+        entry.update({o: int(row.get(o, 0)) for o in CALL_OUTCOMES})
+        entry["attempts"] = int(row["http_attempts"])
+        entry[DROPPED] = int(row[DROPPED])
+        calls[str(row["operation"])] = entry
+    calls.setdefault(START, {"total": 0, **dict.fromkeys(CALL_OUTCOMES, 0), "attempts": 0, DROPPED: 0})
+    return calls
+
+
+def _stages(per_stage: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": str(r["stage"]),
+            "target_rate": r["target_rate"],
+            "offered_rate": r["offered_rate"],
+            "accepted_rate": r["accepted_rate"],
+            "tps_throttle_pct": 100 * r["tps_throttle_share"],
+            "concurrency_throttle_pct": 100 * r["concurrency_throttle_share"],
+            "p95_ms": r["ok_p95_ms"],
+            "duration_s": r["duration_s"],
+            "arrivals": int(r["arrivals"]),
+            "calls": int(r["calls"]),
+            "ok": int(r["ok"]),
+            "dropped": int(r[DROPPED]),
+            "success_pct": 100 * r["success_share"],
+            "other_error_pct": 100 * r["other_error_share"],
+            "p50_ms": r["ok_p50_ms"],
+            "p99_ms": r["ok_p99_ms"],
+            "throttled_p95_ms": r["throttled_p95_ms"],
+        }
+        for r in per_stage.to_dict("records")
+    ]
+
+
+def _locust(run: Run, start_calls: int) -> dict[str, Any] | None:
+    if run.locust is None:
+        return None
+    stats = run.locust
+    rows = stats[stats["Name"].astype(str) == START]
+    entry: dict[str, Any] = {
+        "requests": {str(r["Name"]): int(r["Request Count"]) for r in stats.to_dict("records")},
+        "failures": {str(r["Name"]): int(r["Failure Count"]) for r in stats.to_dict("records")},
+    }
+    if len(rows):
+        locust_calls = int(rows["Request Count"].sum())
+        entry["start_calls_match"] = abs(locust_calls - start_calls) <= max(1, 0.01 * start_calls)
+        if not entry["start_calls_match"]:
+            run.notes.append(
+                f"Locust counted {locust_calls} StartChatContact requests, the attempts {start_calls}"
+            )
+    return entry
+
+
+def summary(
+    run: Run, per_stage: pd.DataFrame, per_operation: pd.DataFrame, found: dict[str, Any]
+) -> dict[str, Any]:
+    calls = _calls(per_operation)
+    start = calls[START]
+    start_row = per_operation[per_operation["operation"] == START]
+    obs = Observed(
+        calls=start["total"],
+        arrivals=start["total"] + start[DROPPED],
+        outcomes={**{o: start[o] for o in CALL_OUTCOMES}, DROPPED: start[DROPPED]},
+        ok_p95_ms=float(start_row["ok_p95_ms"].iloc[0]) if len(start_row) else None,
+        ok_p99_ms=float(start_row["ok_p99_ms"].iloc[0]) if len(start_row) else None,
+    )
+    limits = configured(run.meta)
+    thresholds = evaluate(limits, obs)
+    reasons = validity(obs, limits, run.cut_short)
+    meta = run.meta
+    scenario = meta.get("scenario") if isinstance(meta.get("scenario"), dict) else {}
+    lost = meta.get("lost_workers") if isinstance(meta.get("lost_workers"), list) else []
+    clean_up = meta.get("clean_up") if isinstance(meta.get("clean_up"), dict) else None
+    locust = _locust(run, start["total"])
+    notes = list(run.notes)
+    if lost:
+        notes.append(f"{len(lost)} worker(s) lost during the run: their load after that moment is missing")
+    if clean_up and (clean_up.get("still_active") or clean_up.get("not_ended")):
+        notes.append(
+            f"clean-up left {clean_up.get('still_active') or len(clean_up.get('not_ended') or [])} "
+            "contact(s) not ended: they still hold concurrency quota"
+        )
+    result = {
+        "run_id": run.run_id,
+        "scenario": str(scenario.get("name") or ""),
+        "target": str(meta.get("target") or ""),
+        "valid": not reasons,
+        "invalid_reasons": reasons,
+        "duration_s": run.duration_s,
+        "calls": calls,
+        "arrivals": {"scheduled": obs.arrivals, "started": obs.calls, "dropped": start[DROPPED]},
+        "stages": _stages(per_stage),
+        "findings": {k: v for k, v in found.items()},
+        "thresholds": thresholds,
+        "passed": not reasons and all(t["passed"] for t in thresholds),
+        "cut_short": run.cut_short,
+        "started_at": run.t0,
+        "ended_at": meta.get("ended_at"),
+        "quotas": meta.get("quotas"),
+        "retry": meta.get("retry"),
+        "lost_workers": lost,
+        "clean_up": clean_up,
+        "attempt_files": run.files,
+        "locust": locust,
+        "notes": notes,
+    }
+    return jsonable(result)

@@ -1,0 +1,218 @@
+"""The report's tables: per second, per stage and per operation (tidy: one row per observation).
+
+Time buckets: second s of the run is [t0 + s, t0 + s + 1) where t0 is meta.json's started_at (or the
+first recorded time if earlier). Arrivals (offered, dropped) count in the second of t_intended (t_start
+when not paced); calls (started, accepted, outcome classes, latencies) in the second of t_start.
+Latency percentiles interpolate linearly between ranks (numpy's default) within each bucket.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from analysis.chats import active_per_second
+from analysis.columns import (
+    CALL_OUTCOMES,
+    DROPPED,
+    OK,
+    OTHER_ERRORS,
+    START,
+    THROTTLED,
+    THROTTLED_CONCURRENCY,
+    THROTTLED_TPS,
+)
+from analysis.stages import stage_order
+
+QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+
+
+def seconds_of(times: pd.Series, t0: float) -> np.ndarray:
+    return np.maximum(np.floor(times.to_numpy() - t0), 0).astype(np.int64)
+
+
+def start_calls(attempts: pd.DataFrame) -> pd.DataFrame:
+    """StartChatContact rows (calls and dropped arrivals), with arrival time."""
+    rows = attempts[attempts["operation"] == START]
+    return rows.assign(t_arrival=rows["t_intended"].fillna(rows["t_start"]))
+
+
+def latency_quantiles(keys: pd.Series | np.ndarray, latency: pd.Series, prefix: str) -> pd.DataFrame:
+    """p50/p95/p99 of `latency` per key; columns <prefix>_p50_ms ..."""
+    frame = pd.DataFrame({"key": np.asarray(keys), "latency": latency.to_numpy()}).dropna()
+    if frame.empty:
+        return pd.DataFrame(columns=[f"{prefix}_{q}_ms" for q in QUANTILES], dtype="float64")
+    table = frame.groupby("key")["latency"].quantile(list(QUANTILES.values())).unstack()
+    table.columns = [f"{prefix}_{q}_ms" for q in QUANTILES]
+    return table
+
+
+def n_seconds(run_t0: float, run_t_end: float, starts: pd.DataFrame) -> int:
+    last = max(run_t_end, float(starts["t_arrival"].max()) if len(starts) else run_t0)
+    return math.ceil(last - run_t0) if last > run_t0 else 0
+
+
+def _counts(seconds: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(seconds, minlength=n)[:n] if n else np.zeros(0, np.int64)
+
+
+def per_second(
+    attempts: pd.DataFrame, chats: pd.DataFrame, t0: float, t_end: float, stages: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per second of the run, StartChatContact only (plus chats active)."""
+    starts = start_calls(attempts)
+    n = n_seconds(t0, t_end, starts)
+    n_secs = max(n, int(seconds_of(starts["t_start"], t0).max()) + 1 if len(starts) else 0)
+    arrival_s = seconds_of(starts["t_arrival"], t0)
+    calls = starts[starts["outcome"] != DROPPED]
+    call_s = seconds_of(calls["t_start"], t0)
+    outcome_s = {o: _counts(call_s[(calls["outcome"] == o).to_numpy()], n_secs) for o in CALL_OUTCOMES}
+    dropped_s = _counts(arrival_s[(starts["outcome"] == DROPPED).to_numpy()], n_secs)
+    ok = (calls["outcome"] == OK).to_numpy()
+    throttled = calls["outcome"].isin(THROTTLED).to_numpy()
+    latency = pd.concat(
+        [
+            latency_quantiles(call_s[ok], calls["latency_ms"][ok], "ok"),
+            latency_quantiles(call_s[throttled], calls["latency_ms"][throttled], "throttled"),
+        ],
+        axis=1,
+    )
+    frame = pd.DataFrame(
+        {
+            "t": t0 + np.arange(n_secs, dtype=np.float64),
+            "stage": _stage_per_second(starts, arrival_s, n_secs, stages),
+            "offered": _counts(arrival_s, n_secs),
+            "started": _counts(call_s, n_secs),
+            "accepted": outcome_s[OK],
+            **outcome_s,
+            DROPPED: dropped_s,
+        },
+        index=pd.RangeIndex(n_secs, name="second"),
+    )
+    return (
+        frame.join(latency.reindex(frame.index))
+        .join(active_per_second(chats, t0, n_secs))
+        .reset_index()
+    )
+
+
+def _stage_per_second(starts: pd.DataFrame, arrival_s: np.ndarray, n: int, stages: pd.DataFrame) -> pd.Series:
+    """The stage most arrivals of each second belong to; seconds without arrivals keep the previous one."""
+    if n == 0 or starts.empty:
+        return pd.Series([""] * n, dtype="string")
+    names = starts["stage"].astype(str).to_numpy()
+    order = pd.Index(stages["stage"]) if len(stages) else pd.Index(pd.unique(names))
+    codes = order.get_indexer(names)
+    keep = codes >= 0
+    grid = np.bincount(arrival_s[keep] * len(order) + codes[keep], minlength=n * len(order))
+    grid = grid[: n * len(order)].reshape(n, len(order))
+    best = pd.Series(np.where(grid.sum(axis=1) > 0, grid.argmax(axis=1), -1)).replace(-1, np.nan)
+    best = best.ffill().bfill()
+    return pd.Series(
+        [order[int(i)] if i == i else "" for i in best.to_numpy()], dtype="string"
+    )
+
+
+def _shares(frame: pd.DataFrame) -> pd.DataFrame:
+    calls = frame["calls"].where(frame["calls"] > 0)
+    arrivals = frame["arrivals"].where(frame["arrivals"] > 0)
+    return frame.assign(
+        success_share=frame[OK] / calls,
+        tps_throttle_share=frame[THROTTLED_TPS] / calls,
+        concurrency_throttle_share=frame[THROTTLED_CONCURRENCY] / calls,
+        other_error_share=frame["other_error"] / calls,
+        dropped_share=frame[DROPPED] / arrivals,
+    )
+
+
+def per_stage(attempts: pd.DataFrame, stages: pd.DataFrame, t_end: float) -> pd.DataFrame:
+    """One row per stage (StartChatContact): rates over the stage's duration, shares, latencies.
+
+    Duration: the configured duration, capped at (run end - first arrival of the stage) for a run cut
+    short; a stage not in meta.json lasts from its first to its last arrival (at least 1 s).
+    """
+    starts = start_calls(attempts).assign(stage=lambda f: f["stage"].astype(str))
+    all_stages = stage_order(stages, starts.groupby("stage")["t_arrival"].min())
+    counts = (
+        pd.crosstab(starts["stage"], starts["outcome"].astype(str))
+        .reindex(columns=[*CALL_OUTCOMES, DROPPED], fill_value=0)
+        .reindex(all_stages["stage"], fill_value=0)
+    )
+    span = starts.groupby("stage")["t_arrival"].agg(["min", "max"]).reindex(all_stages["stage"])
+    calls = starts[starts["outcome"] != DROPPED]
+    ok = calls[calls["outcome"] == OK]
+    throttled = calls[calls["outcome"].isin(THROTTLED)]
+    latency = pd.concat(
+        [
+            latency_quantiles(ok["stage"], ok["latency_ms"], "ok"),
+            latency_quantiles(throttled["stage"], throttled["latency_ms"], "throttled"),
+        ],
+        axis=1,
+    ).reindex(all_stages["stage"])
+    configured = all_stages.set_index("stage")["configured_duration_s"]
+    observed = np.maximum(span["max"] - span["min"], 1.0)
+    duration = configured.where(configured.notna(), observed)
+    duration = np.minimum(duration, (t_end - span["min"]).clip(lower=1.0).fillna(np.inf))
+    frame = (
+        all_stages.set_index("stage")
+        .join(counts)
+        .assign(
+            mean_target_rate=lambda f: np.where(
+                f["ramp"] == "linear", (f["start_rate"] + f["target_rate"]) / 2, f["target_rate"]
+            ),
+            start_s=span["min"],
+            duration_s=duration,
+            arrivals=counts.sum(axis=1),
+            calls=counts[list(CALL_OUTCOMES)].sum(axis=1),
+            other_error=counts[list(OTHER_ERRORS)].sum(axis=1),
+        )
+        .assign(
+            offered_rate=lambda f: f["arrivals"] / f["duration_s"],
+            accepted_rate=lambda f: f[OK] / f["duration_s"],
+        )
+        .pipe(_shares)
+        .join(latency)
+    )
+    return frame.reset_index().rename(columns={"index": "stage"})
+
+
+def per_operation(attempts: pd.DataFrame) -> pd.DataFrame:
+    """One row per operation: calls, outcome counts and shares, HTTP attempts, latencies."""
+    ops = attempts.assign(operation=attempts["operation"].astype(str), outcome=attempts["outcome"].astype(str))
+    extra = sorted(set(ops["outcome"].unique()) - {*CALL_OUTCOMES, DROPPED})
+    counts = pd.crosstab(ops["operation"], ops["outcome"]).reindex(
+        columns=[*CALL_OUTCOMES, *extra, DROPPED], fill_value=0
+    )
+    calls = ops[ops["outcome"] != DROPPED]
+    ok = calls[calls["outcome"] == OK]
+    throttled = calls[calls["outcome"].isin(THROTTLED)]
+    hidden = (
+        calls[(calls["outcome"] == OK) & calls["first_outcome"].astype(str).isin(THROTTLED)]
+        .groupby("operation")
+        .size()
+    )
+    frame = (
+        counts.assign(
+            calls=counts.drop(columns=[DROPPED]).sum(axis=1),
+            http_attempts=calls.groupby("operation")["attempts"].sum(),
+            retried_calls=calls[calls["attempts"] > 1].groupby("operation").size(),
+            throttles_hidden_by_retries=hidden,
+        )
+        .fillna({"http_attempts": 0, "retried_calls": 0, "throttles_hidden_by_retries": 0})
+        .assign(
+            retry_amplification=lambda f: f["http_attempts"] / f["calls"].where(f["calls"] > 0),
+            success_share=lambda f: f[OK] / f["calls"].where(f["calls"] > 0),
+            throttle_share=lambda f: f[list(THROTTLED)].sum(axis=1) / f["calls"].where(f["calls"] > 0),
+        )
+        .join(latency_quantiles(ok["operation"], ok["latency_ms"], "ok"))
+        .join(latency_quantiles(throttled["operation"], throttled["latency_ms"], "throttled"))
+    )
+    frame.index.name = "operation"
+    order = {START: 0}
+    return (
+        frame.reset_index()
+        .astype({"http_attempts": "int64", "retried_calls": "int64", "throttles_hidden_by_retries": "int64"})
+        .sort_values("operation", key=lambda s: s.map(lambda o: (order.get(o, 1), o)), ignore_index=True)
+    )

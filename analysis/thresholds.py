@@ -1,0 +1,96 @@
+"""Thresholds (meta.json scenario.thresholds) and run validity, judged on StartChatContact calls.
+
+Shares are fractions 0..1 of StartChatContact calls (dropped arrivals excluded), except the dropped
+share, which is of arrivals (calls + dropped). Latency thresholds use successful (ok) calls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_MAX_DROPPED_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the thresholds are judged against (StartChatContact over the whole run)."""
+
+    calls: int
+    arrivals: int
+    outcomes: dict[str, int]
+    ok_p95_ms: float | None
+    ok_p99_ms: float | None
+
+    def share(self, outcome: str) -> float | None:
+        if outcome == "dropped":
+            return self.outcomes.get("dropped", 0) / self.arrivals if self.arrivals else None
+        return self.outcomes.get(outcome, 0) / self.calls if self.calls else None
+
+
+def _limit(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def configured(meta: dict[str, Any]) -> dict[str, float]:
+    """Flat {name: limit}: max_p95_ms, max_p99_ms, min_success_share, max_dropped_share (default
+    0.01), max_outcome_share.<outcome>; unset limits are left out."""
+    scenario = meta.get("scenario") if isinstance(meta.get("scenario"), dict) else {}
+    raw = scenario.get("thresholds") if isinstance(scenario.get("thresholds"), dict) else {}
+    limits = {
+        name: _limit(raw.get(name)) for name in ("max_p95_ms", "max_p99_ms", "min_success_share")
+    }
+    dropped = _limit(raw.get("max_dropped_share"))
+    limits["max_dropped_share"] = DEFAULT_MAX_DROPPED_SHARE if dropped is None else dropped
+    outcome_limits = raw.get("max_outcome_share") if isinstance(raw.get("max_outcome_share"), dict) else {}
+    for outcome, value in sorted(outcome_limits.items()):
+        limits[f"max_outcome_share.{outcome}"] = _limit(value)
+    return {name: limit for name, limit in limits.items() if limit is not None}
+
+
+def _observed(name: str, obs: Observed) -> float | None:
+    if name == "max_p95_ms":
+        return obs.ok_p95_ms
+    if name == "max_p99_ms":
+        return obs.ok_p99_ms
+    if name == "min_success_share":
+        return obs.share("ok")
+    if name == "max_dropped_share":
+        return obs.share("dropped")
+    return obs.share(name.split(".", 1)[1])
+
+
+def evaluate(limits: dict[str, float], obs: Observed) -> list[dict[str, Any]]:
+    """One entry per threshold; a threshold with nothing to observe (no calls) does not pass."""
+    results = []
+    for name, limit in limits.items():
+        value = _observed(name, obs)
+        if value is None:
+            passed, note = False, "nothing to measure"
+        else:
+            passed = value >= limit if name.startswith("min_") else value <= limit
+            note = ""
+        results.append({"name": name, "limit": limit, "observed": value, "passed": passed, "note": note})
+    return results
+
+
+def validity(obs: Observed, limits: dict[str, float], cut_short: bool) -> list[str]:
+    """Reasons the run cannot be trusted as a measurement (empty list: valid)."""
+    reasons = []
+    if obs.calls == 0:
+        reasons.append("no StartChatContact calls were made")
+    dropped = obs.share("dropped")
+    limit = limits.get("max_dropped_share", DEFAULT_MAX_DROPPED_SHARE)
+    if dropped is not None and dropped > limit:
+        reasons.append(
+            f"dropped share of arrivals {dropped:.4f} exceeds max_dropped_share {limit:g}: "
+            "the load generator could not keep up with the schedule"
+        )
+    if cut_short:
+        reasons.append("run cut short: meta.json has no ended_at (killed or still running)")
+    return reasons
