@@ -208,11 +208,35 @@ def preflight(args: argparse.Namespace, scenario) -> str:
         problem = pf.consent_error(effective, args.confirm_real_instance)
         if problem:
             raise UsageError(problem)
-        problem = safety.check_caps(pf.plan(effective), safety.effective_caps(effective, args.max_chats, args.max_rate))
+        plan = pf.plan(effective)
+        problem = safety.check_caps(plan, safety.effective_caps(effective, args.max_chats, args.max_rate))
         if problem:
             raise UsageError(problem)
-        print(pf.format_plan(pf.plan(effective)), file=sys.stderr)
+        print(pf.format_plan(plan), file=sys.stderr)
+        args.preflight = real_instance_preflight(effective, plan)
     return target
+
+
+def real_instance_preflight(scenario, plan) -> dict:
+    """Credentials and applied quotas, read by a child process (this one stays free of boto3)."""
+    import dataclasses
+    import json
+    import subprocess
+
+    request = {"region": scenario.target.region, "instance_id": scenario.target.instance_id,
+               "plan": dataclasses.asdict(plan)}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.preflight_check"],
+        input=json.dumps(request), capture_output=True, text=True, timeout=120,
+        cwd=processes.project_root(),
+    )  # fmt: skip
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f"pre-flight failed with exit code {result.returncode}"]
+        raise UsageError(lines[-1].removeprefix("chatload: "))
+    found = json.loads(result.stdout)
+    for warning in found.get("warnings", []):
+        print(f"chatload: warning: {warning}", file=sys.stderr)
+    return found
 
 
 def _with_target_overrides(scenario, args: argparse.Namespace):

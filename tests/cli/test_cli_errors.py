@@ -113,3 +113,22 @@ def test_missing_run_folder(tmp_path: Path, command: str) -> None:
     result = chatload(command, *args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_real_instance_without_credentials(tmp_path: Path) -> None:
+    """Consent given but no credentials anywhere: one line, exit 2, and nothing sent (no IMDS either)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        HOME=str(tmp_path),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "ci-smoke", "--target", "aws", "--region", "eu-west-2",
+         "--instance-id", "11111111-0000-4000-8000-000000000000",
+         "--contact-flow-id", "22222222-0000-4000-8000-000000000000",
+         "--confirm-real-instance", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert_one_line_error(result, "no AWS credentials")
