@@ -43,10 +43,10 @@ AWS_DEFAULT_MAX_RATE = 5.0
 AWS_DEFAULT_MAX_CHATS = 500
 AWS_DEFAULT_MAX_ERROR_SHARE = 0.5
 # Pool sizing (Little's law): users = peak rate x chat life x headroom.
-HOLD_QUANTILE = 0.99
 CALL_ALLOWANCE_S = 0.5  # per HTTP attempt
 RETRY_BACKOFF_CAP_S = 20.0  # botocore's maximum backoff between attempts
-POOL_HEADROOM = 1.5
+POOL_HEADROOM = 1.25
+POOL_SPREAD_Z = 4.0  # standard deviations of the busy-customer count kept free
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,18 @@ class HoldTime:
             mu = math.log(self.mean_s) - self.sigma**2 / 2
             value = math.exp(mu + self.sigma * NormalDist().inv_cdf(q))
         return value if self.max_s is None else min(value, self.max_s)
+
+    def expected(self) -> float:
+        """The mean hold time after the cap at max_s (E[min(X, max_s)])."""
+        mean, cap = self.mean_s, self.max_s
+        if cap is None or self.distribution == "fixed" or mean <= 0:
+            return mean if cap is None else min(mean, cap)
+        if self.distribution == "exponential":
+            return mean * (1 - math.exp(-cap / mean))
+        mu = math.log(mean) - self.sigma**2 / 2
+        normal = NormalDist()
+        below = mean * normal.cdf((math.log(cap) - mu - self.sigma**2) / self.sigma)
+        return below + cap * (1 - normal.cdf((math.log(cap) - mu) / self.sigma))
 
     def sample(self, rng: random.Random) -> float:
         """One hold time in seconds, drawn with `rng`."""
@@ -214,39 +226,46 @@ def _calls_per_chat(chat: ChatLife) -> int:
     return 1 + (1 if chat.connect else 0) + chat.messages + 1
 
 
-def chat_life_s(s: Scenario, hold_quantile: float | None = HOLD_QUANTILE) -> float:
-    """Expected seconds one simulated customer is busy with a chat.
+def chat_life_s(s: Scenario) -> float:
+    """Mean seconds one simulated customer is busy with a chat:
 
-    connect delay + messages x interval + the hold (its `hold_quantile`, capped at max; the mean
-    when None) + per call an allowance of CALL_ALLOWANCE_S for each attempt plus the SDK's backoff
-    between attempts (1, 2, 4, ... s, at most 20 s).
+        connect delay + messages x message interval + mean hold (after the cap)
+        + calls per chat x (CALL_ALLOWANCE_S per attempt + the SDK's backoff between attempts)
+
+    Calls per chat: StartChatContact, CreateParticipantConnection (when connecting), one per
+    message, and the ending call. Backoff: 1, 2, 4, ... s between attempts, at most 20 s each.
     """
     chat = s.chat
     attempts = s.retry.max_attempts
     backoff = sum(min(2.0**i, RETRY_BACKOFF_CAP_S) for i in range(attempts - 1))
     per_call = CALL_ALLOWANCE_S * attempts + backoff
-    if hold_quantile is None:
-        hold = chat.hold.mean_s if chat.hold.max_s is None else min(chat.hold.mean_s, chat.hold.max_s)
-    else:
-        hold = chat.hold.quantile(hold_quantile)
+    return _talk_s(chat) + chat.hold.expected() + _calls_per_chat(chat) * per_call
+
+
+def _talk_s(chat: ChatLife) -> float:
     delay = chat.connect_delay_s if chat.connect else 0.0
-    return delay + chat.messages * chat.message_interval_s + hold + _calls_per_chat(chat) * per_call
+    return delay + chat.messages * chat.message_interval_s
 
 
 def expected_active_chats(s: Scenario) -> float:
-    """Active chats at the peak rate in steady state (Little's law with the mean hold, no allowances)."""
-    chat = s.chat
-    hold = chat.hold.mean_s if chat.hold.max_s is None else min(chat.hold.mean_s, chat.hold.max_s)
-    delay = chat.connect_delay_s if chat.connect else 0.0
-    return peak_rate(s) * (delay + chat.messages * chat.message_interval_s + hold)
+    """Active chats at the peak rate in steady state: Little's law, peak rate x (connect delay +
+    messages x interval + mean hold), without call latencies (an upper bound for slower stages)."""
+    return peak_rate(s) * (_talk_s(s.chat) + s.chat.hold.expected())
 
 
 def pool_size(s: Scenario) -> int:
-    """Locust users needed so that an arrival finds a free user: `users` when the scenario sets it,
-    else ceil(peak rate x chat_life_s(p99 hold) x POOL_HEADROOM), at least 1."""
+    """Locust users needed so that every arrival finds a free user (no dropped arrivals).
+
+    `users` when the scenario sets it. Otherwise, with m = peak rate x chat_life_s (Little's law:
+    the mean number of busy customers at the peak), ceil(m x POOL_HEADROOM + POOL_SPREAD_Z x sqrt(m)),
+    at least 1. The busy count of an infinite-server queue is Poisson with mean m whatever the hold
+    distribution, so z = 4 standard deviations leave a free user almost always; the headroom covers
+    a target that answers slower than the allowance.
+    """
     if s.users is not None:
         return s.users
-    return max(1, math.ceil(peak_rate(s) * chat_life_s(s) * POOL_HEADROOM))
+    busy = peak_rate(s) * chat_life_s(s)
+    return max(1, math.ceil(busy * POOL_HEADROOM + POOL_SPREAD_Z * math.sqrt(busy)))
 
 
 def scenario_to_dict(s: Scenario) -> dict[str, Any]:
