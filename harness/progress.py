@@ -14,6 +14,7 @@ with a newline. Everything goes to one stream, stderr by default (where Locust l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -27,6 +28,8 @@ TERMINAL_INTERVAL_S = 0.25
 PLAIN_INTERVAL_S = 10.0
 CLEAR_TO_END = "\x1b[K"
 PLAIN_PREFIX = "[chatload] "
+MIN_COLUMNS = 20
+DEFAULT_COLUMNS = 160
 
 
 def clock_text(seconds: float) -> str:
@@ -141,10 +144,12 @@ class ProgressPrinter:
     def _columns(self) -> int:
         if self.width is not None:
             return self.width
-        try:
-            return os.get_terminal_size(self.stream.fileno()).columns
-        except (AttributeError, OSError, ValueError):
-            return shutil.get_terminal_size((120, 24)).columns
+        columns = 0
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        if columns < MIN_COLUMNS:  # size unknown (a bare pty says 0): $COLUMNS or a wide default
+            columns = shutil.get_terminal_size((DEFAULT_COLUMNS, 24)).columns
+        return columns if columns >= MIN_COLUMNS else DEFAULT_COLUMNS
 
     def clear(self) -> None:
         if self._drawn:
