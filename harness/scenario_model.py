@@ -41,7 +41,7 @@ CONNECT_DEADLINE_S = 300.0
 # Safety defaults for a real instance (issue 8): what a new account's quotas allow, and a kill switch.
 AWS_DEFAULT_MAX_RATE = 5.0
 AWS_DEFAULT_MAX_CHATS = 500
-AWS_DEFAULT_MAX_ERROR_SHARE = 0.5
+AWS_DEFAULT_MAX_ERROR_SHARE = 0.1
 # Pool sizing (Little's law): users = peak rate x chat life x headroom.
 CALL_ALLOWANCE_S = 0.5  # per HTTP attempt
 RETRY_BACKOFF_CAP_S = 20.0  # botocore's maximum backoff between attempts
