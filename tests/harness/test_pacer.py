@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.pacer import ArrivalCounts, ArrivalLedger, Schedule, Share, equal_shares, merge_counts, wait
 from harness.scenario_model import Stage
@@ -316,3 +318,33 @@ def test_fake_run_with_a_slow_pool_drops_arrivals():
     assert total.started == pytest.approx(30, abs=3)
     assert total.dropped == total.scheduled - total.started
     assert ledger.invalid_reason() is not None
+
+
+# ------------------------------------------------------------------ properties
+
+stage_strategy = st.builds(
+    Stage,
+    name=st.just("s"),
+    duration_s=st.floats(0.5, 60),
+    target_rate=st.one_of(st.just(0.0), st.floats(0.1, 50)),
+    ramp=st.sampled_from(["step", "linear"]),
+    start_rate=st.one_of(st.none(), st.floats(0, 50)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(stage_strategy, min_size=1, max_size=5))
+def test_arrivals_are_ordered_inverse_and_per_stage_counts_within_one(stages):
+    s = Schedule(stages)
+    n = math.floor(s.total_arrivals + 1e-9)
+    times = [s.arrival_time(k) for k in range(1, n + 1)]
+    assert times == sorted(times)
+    assert all(0 < t <= s.duration_s + 1e-9 for t in times)
+    for k, t in zip(range(1, n + 1), times, strict=True):
+        assert s.expected_arrivals(t) == pytest.approx(k, rel=1e-9, abs=1e-6)
+    assert s.arrival_time(n + 1.01) == math.inf
+    per_stage = [0] * len(stages)
+    for t in times:
+        per_stage[s.stage_at(t)] += 1
+    for i, count in enumerate(per_stage):
+        assert abs(count - s.stage_arrivals(i)) <= 1 + 1e-6
