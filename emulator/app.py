@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
 from emulator.config import ConfigError, config_to_dict, merge_config
+from emulator.contacts import new_uuid
 from emulator.errors import ApiError
 from emulator.model import Call, ChatStore
 
@@ -68,7 +68,7 @@ def make_app(store: ChatStore) -> ASGIApp:
     async def respond(send: Callable, status: int, payload: Any, error: str | None = None) -> None:
         body = _dumps(payload).encode()
         headers = [_JSON, (b"content-length", b"%d" % len(body)),
-                   (b"x-amzn-requestid", str(uuid.uuid4()).encode())]
+                   (b"x-amzn-requestid", new_uuid().encode())]
         if error is not None:
             headers.append((b"x-amzn-errortype", error.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})

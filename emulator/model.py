@@ -24,25 +24,24 @@ at the start of every request; ended contacts are purged retention_s after they 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
-import secrets
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from emulator import transcript
+from emulator import participants
 from emulator.clock import ScaledClock
 from emulator.config import EmulatorConfig
 from emulator.contacts import (
     API,
-    CUSTOMER_DISCONNECT,
     END_REASONS,
     EXPIRED,
     NEVER_CONNECTED,
     Contact,
-    iso8601,
+    new_token,
+    new_uuid,
 )
 from emulator.errors import COUNTERS, ApiError
 from emulator.throttle import BucketSet
@@ -50,8 +49,6 @@ from emulator.validation import CONNECT_OPERATIONS, PARTICIPANT_OPERATIONS, Inva
 
 OPERATIONS = CONNECT_OPERATIONS + PARTICIPANT_OPERATIONS
 DEFAULT_CHAT_MINUTES = 1500
-CONNECTION_TOKEN_LIFETIME_S = 86400.0
-WEBSOCKET_LIFETIME_S = 100.0
 
 
 @dataclass(slots=True)
@@ -67,6 +64,7 @@ class Call:
     contact_id: str | None = None
 
 
+@functools.lru_cache(maxsize=1024)
 def _account_id(access_key: str) -> str:
     return str(int(hashlib.sha256(access_key.encode()).hexdigest()[:12], 16) % 10**12).zfill(12)
 
@@ -90,10 +88,10 @@ class ChatStore:
             "StartChatContact": self._start_chat_contact,
             "StopContact": self._stop_contact,
             "DescribeContact": self._describe_contact,
-            "CreateParticipantConnection": self._create_participant_connection,
-            "SendMessage": self._send_message,
-            "DisconnectParticipant": self._disconnect_participant,
-            "GetTranscript": self._get_transcript,
+            "CreateParticipantConnection": lambda call, now: participants.create_connection(self, call, now),
+            "SendMessage": lambda call, now: participants.send_message(self, call, now),
+            "DisconnectParticipant": lambda call, now: participants.disconnect(self, call, now),
+            "GetTranscript": lambda call, now: participants.get_transcript(self, call, now),
         }
         self.reset()
 
@@ -191,18 +189,18 @@ class ChatStore:
                 self._stale_expiries -= 1
                 continue
             reason = EXPIRED if deadline >= contact.duration_deadline else NEVER_CONNECTED
-            self._end(contact, deadline, reason)
+            self.end_chat(contact, deadline, reason)
         purges = self.purges
         while purges and purges[0][0] <= now:
             _, contact_id = heapq.heappop(purges)
             self._purge(contact_id)
 
-    def _move_deadline(self, contact: Contact, deadline: float) -> None:
+    def move_deadline(self, contact: Contact, deadline: float) -> None:
         self._stale_expiries += 1  # the old entry stays in the heap until popped or compacted
         contact.deadline = deadline
         heapq.heappush(self.expiries, (deadline, contact.id))
 
-    def _end(self, contact: Contact, at: float, reason: str) -> None:
+    def end_chat(self, contact: Contact, at: float, reason: str) -> None:
         contact.ended = at
         contact.ended_epoch = self.clock.epoch() - (self.clock.now() - at)
         contact.disconnect_reason = reason
@@ -243,7 +241,7 @@ class ChatStore:
                                  limit.rate, limit.burst, now):
             raise ApiError("TooManyRequestsException", self.config.throttle_message)
 
-    def _valid_body(self, operation: str, call: Call, request_error: str, parameter_error: str) -> dict:
+    def valid_body(self, operation: str, call: Call, request_error: str, parameter_error: str) -> dict:
         body = call.body
         if isinstance(body, ApiError):
             raise ApiError(request_error if body.code != "RequestEntityTooLargeException" else body.code,
@@ -263,7 +261,7 @@ class ChatStore:
     # ---- Connect -------------------------------------------------------------------------------
     def _start_chat_contact(self, call: Call, now: float) -> dict[str, Any]:
         self._take_connect("StartChatContact", call, now)
-        body = self._valid_body("StartChatContact", call, "InvalidRequestException", "InvalidParameterException")
+        body = self.valid_body("StartChatContact", call, "InvalidRequestException", "InvalidParameterException")
         inst = self._instance(body["InstanceId"])
         if body["ContactFlowId"] not in inst.contact_flows:
             raise ApiError("ResourceNotFoundException",
@@ -279,11 +277,11 @@ class ChatStore:
         if active >= inst.concurrent_chats:
             raise ApiError("LimitExceededException", self.config.quota_message)
 
-        contact_id = str(uuid.uuid4())
-        token = secrets.token_urlsafe(48)
+        contact_id = new_uuid()
+        token = new_token()
         response: dict[str, Any] = {
             "ContactId": contact_id,
-            "ParticipantId": str(uuid.uuid4()),
+            "ParticipantId": new_uuid(),
             "ParticipantToken": token,
         }
         if continued_from is not None:
@@ -315,10 +313,10 @@ class ChatStore:
         heapq.heappush(self.expiries, (deadline, contact_id))
         initial = body.get("InitialMessage")
         if initial is not None:
-            self._append_message(contact, initial["ContentType"], initial["Content"], epoch)
+            participants.append_message(contact, initial["ContentType"], initial["Content"], epoch)
         connection_types = body.get("ConnectionTypes")
         if connection_types:
-            response.update(self._connect(contact, connection_types, now))
+            response.update(participants.connect(self, contact, connection_types))
         return response
 
     def _persistent_source(self, body: dict[str, Any], instance_id: str) -> tuple[str | None, str | None]:
@@ -347,13 +345,13 @@ class ChatStore:
 
     def _stop_contact(self, call: Call, now: float) -> dict[str, Any]:
         self._take_connect("StopContact", call, now)
-        body = self._valid_body("StopContact", call, "InvalidRequestException", "InvalidParameterException")
+        body = self.valid_body("StopContact", call, "InvalidRequestException", "InvalidParameterException")
         inst = self._instance(body["InstanceId"])
         contact = self.contacts.get(body["ContactId"])
         if contact is None or contact.instance_id != inst.id or contact.ended is not None:
             raise ApiError("ContactNotFoundException",
                            f"ContactId: contact {body['ContactId']} is not active or does not exist")
-        self._end(contact, now, API)
+        self.end_chat(contact, now, API)
         return {}
 
     def _describe_contact(self, call: Call, now: float) -> dict[str, Any]:
@@ -380,88 +378,3 @@ class ChatStore:
                     "Attributes": contact.attributes}
         described.update({k: v for k, v in optional.items() if v is not None})
         return {"Contact": described}
-
-    # ---- Participant Service -------------------------------------------------------------------
-    def _participant(self, operation: str, call: Call, now: float, *, by_connection: bool) -> tuple[Contact, dict]:
-        """Authenticate by bearer token, spend the instance's bucket token, validate; (contact, body)."""
-        tokens = self.by_connection_token if by_connection else self.by_participant_token
-        contact = self.contacts.get(tokens.get(call.bearer or "", ""))
-        if contact is None or (contact.ended is not None and not self._disconnect_replay(operation, call, contact)):
-            raise ApiError("AccessDeniedException", "You do not have sufficient access to perform this action.")
-        limit = self.config.participant_rate(operation)
-        if not self.buckets.take(("participant", contact.instance_id, operation), limit.rate, limit.burst, now):
-            raise ApiError("ThrottlingException", self.config.participant_throttle_message)
-        return contact, self._valid_body(operation, call, "ValidationException", "ValidationException")
-
-    @staticmethod
-    def _disconnect_replay(operation: str, call: Call, contact: Contact) -> bool:
-        """A retried DisconnectParticipant (same ClientToken) of the disconnect that ended this chat."""
-        return (operation == "DisconnectParticipant" and isinstance(call.body, dict)
-                and contact.disconnect_client_token is not None
-                and call.body.get("ClientToken") == contact.disconnect_client_token)
-
-    def _connect(self, contact: Contact, types: list[str], now: float) -> dict[str, Any]:
-        if contact.connection_token is None:
-            contact.connection_token = secrets.token_urlsafe(48)
-            self.by_connection_token[contact.connection_token] = contact.id
-        if not contact.connected:
-            contact.connected = True
-            if contact.deadline != contact.duration_deadline:
-                self._move_deadline(contact, contact.duration_deadline)
-        epoch = self.clock.epoch()
-        out: dict[str, Any] = {}
-        if "WEBSOCKET" in types:
-            out["Websocket"] = {"Url": f"wss://participant.connect.emulator.invalid/connect/{contact.participant_id}",
-                                "ConnectionExpiry": iso8601(epoch + WEBSOCKET_LIFETIME_S)}
-        if "CONNECTION_CREDENTIALS" in types:
-            out["ConnectionCredentials"] = {"ConnectionToken": contact.connection_token,
-                                            "Expiry": iso8601(epoch + CONNECTION_TOKEN_LIFETIME_S)}
-        return out
-
-    def _create_participant_connection(self, call: Call, now: float) -> dict[str, Any]:
-        contact, body = self._participant("CreateParticipantConnection", call, now, by_connection=False)
-        return self._connect(contact, body.get("Type") or [], now)
-
-    def _append_message(self, contact: Contact, content_type: str, content: str, epoch: float) -> dict:
-        item = {"AbsoluteTime": iso8601(epoch), "Content": content, "ContentType": content_type,
-                "Id": str(uuid.uuid4()), "Type": "MESSAGE", "ParticipantId": contact.participant_id,
-                "DisplayName": contact.display_name, "ParticipantRole": "CUSTOMER", "ContactId": contact.id}
-        contact.messages.append(item)
-        return item
-
-    def _send_message(self, call: Call, now: float) -> dict[str, Any]:
-        contact, body = self._participant("SendMessage", call, now, by_connection=True)
-        client_token = body.get("ClientToken")
-        if client_token is not None and client_token in contact.message_ids:
-            return contact.message_ids[client_token]
-        item = self._append_message(contact, body["ContentType"], body["Content"], self.clock.epoch())
-        reply = {"Id": item["Id"], "AbsoluteTime": item["AbsoluteTime"]}
-        if client_token is not None:
-            contact.message_ids[client_token] = reply
-        return reply
-
-    def _disconnect_participant(self, call: Call, now: float) -> dict[str, Any]:
-        contact, body = self._participant("DisconnectParticipant", call, now, by_connection=True)
-        if contact.ended is None:
-            contact.disconnect_client_token = body.get("ClientToken")
-            self._end(contact, now, CUSTOMER_DISCONNECT)
-        return {}
-
-    def _get_transcript(self, call: Call, now: float) -> dict[str, Any]:
-        contact, body = self._participant("GetTranscript", call, now, by_connection=True)
-        target = contact
-        wanted = body.get("ContactId")
-        if wanted is not None and wanted != contact.id:
-            other = self.contacts.get(wanted)
-            if other is None or other.initial_contact_id != contact.initial_contact_id:
-                raise ApiError("ValidationException",
-                               f"ContactId: contact {wanted} is not part of this participant's chat session")
-            target = other
-        try:
-            items, next_token = transcript.page(target.messages, body)
-        except transcript.BadPosition as bad:
-            raise ApiError("ValidationException", str(bad)) from None
-        out: dict[str, Any] = {"InitialContactId": contact.initial_contact_id, "Transcript": items}
-        if next_token is not None:
-            out["NextToken"] = next_token
-        return out

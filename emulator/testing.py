@@ -21,6 +21,10 @@ on 127.0.0.1, waits for its `listening on` line and yields an EmulatorHandle:
     .config()       GET /_emulator/config as a dict
     .health()       GET /_emulator/health as a dict
 
+`connect_client(url, max_attempts=1, retry_mode="standard", access_key=..., region=...)` and
+`participant_client(url, ...)` build boto3 clients pointed at the emulator (dummy credentials,
+retries pinned; the participant client is unsigned); boto3 is imported only when they are called.
+
 `time_scale` (emulated seconds per real second) overrides config["emulator"]["time_scale"]. On exit,
 even after an exception, the process gets SIGTERM, then SIGKILL after 5 s. The emulator's stderr
 goes to a temporary file whose last lines are put in the error raised when it fails to start.
@@ -106,6 +110,33 @@ class EmulatorHandle:
 
     def put_config(self, patch: dict[str, Any]) -> dict[str, Any]:
         return self._request("PUT", "/_emulator/config", patch)
+
+
+def connect_client(url: str, *, max_attempts: int = 1, retry_mode: str = "standard",
+                   access_key: str = "AKIDCHATLOAD", region: str = "us-east-1", **config: Any) -> Any:
+    """A boto3 `connect` client for the emulator at `url` (retries pinned; dummy credentials)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "connect", endpoint_url=url, region_name=region, aws_access_key_id=access_key,
+        aws_secret_access_key="chatload",
+        config=Config(retries={"mode": retry_mode, "total_max_attempts": max_attempts}, **config),
+    )
+
+
+def participant_client(url: str, *, max_attempts: int = 1, retry_mode: str = "standard",
+                       region: str = "us-east-1", **config: Any) -> Any:
+    """A boto3 `connectparticipant` client for the emulator at `url` (unsigned: bearer tokens only)."""
+    import boto3
+    import botocore
+    from botocore.config import Config
+
+    return boto3.client(
+        "connectparticipant", endpoint_url=url, region_name=region,
+        config=Config(signature_version=botocore.UNSIGNED,
+                      retries={"mode": retry_mode, "total_max_attempts": max_attempts}, **config),
+    )
 
 
 def _stop(process: subprocess.Popen) -> None:
