@@ -18,7 +18,8 @@ def _returned_at(rows: pd.DataFrame) -> pd.Series:
 
 def lifetimes(attempts: pd.DataFrame) -> pd.DataFrame:
     """One row per started chat: chat_key, t_started, t_ended (NaN if never ended), ended_by."""
-    ok = attempts[(attempts["outcome"] == OK) & (attempts["chat_key"] >= 0)]
+    columns = ["operation", "t_start", "latency_ms", "chat_key"]
+    ok = attempts.loc[(attempts["outcome"] == OK) & (attempts["chat_key"] >= 0), columns]
     starts = (
         ok[ok["operation"] == START]
         .assign(t_started=_returned_at)

@@ -32,7 +32,7 @@ SCHEMA = pa.schema(
     [(c, pa.float64()) for c in FLOAT_COLUMNS]
     + [(c, pa.int32()) for c in INT_COLUMNS]
     + [(c, _DICT) for c in CATEGORY_COLUMNS]
-    + [(c, pa.large_string()) for c in STRING_COLUMNS]
+    + [(c, _DICT) for c in STRING_COLUMNS]
 )
 _INT_DEFAULTS = {"http_status": 0, "attempts": 1}
 
@@ -136,7 +136,8 @@ def _read_parquet(path: Path) -> pa.Table:
     try:
         names = pq.read_schema(path).names
         present = [c for c in READ_COLUMNS if c in names]
-        return pq.read_table(path, columns=present, read_dictionary=[c for c in CATEGORY_COLUMNS if c in present])
+        dictionary = [c for c in (*CATEGORY_COLUMNS, *STRING_COLUMNS) if c in present]
+        return pq.read_table(path, columns=present, read_dictionary=dictionary)
     except (OSError, pa.ArrowException) as exc:
         raise RunError(f"{path}: unreadable Parquet ({str(exc).splitlines()[0]})") from None
 
@@ -157,11 +158,9 @@ def _conform(table: pa.Table, path: Path) -> pa.Table:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise RunError(f"{path}: column {f.name}: {str(exc).splitlines()[0]}") from None
         elif f.name == "worker":
-            col = pa.array([path.stem] * n, pa.string()).dictionary_encode()
+            col = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([path.stem]))
         elif f.type == _DICT:
             col = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([""]))
-        elif f.type == pa.large_string():
-            col = pa.array([""] * n, pa.large_string())
         else:
             col = pa.nulls(n, f.type)
         if f.name in _INT_DEFAULTS:
@@ -170,36 +169,68 @@ def _conform(table: pa.Table, path: Path) -> pa.Table:
     return pa.table(columns, schema=SCHEMA)
 
 
-def read_attempts(run_dir: Path, notes: list[str]) -> tuple[pa.Table, list[str]]:
+@dataclass
+class _Segment:
+    """A conformed segment without its chat column, and that column dictionary-encoded."""
+
+    table: pa.Table
+    chat_codes: np.ndarray  # int32 index into chat_names, -1 where the chat is empty
+    chat_names: pa.Array
+
+
+def _split_chat(table: pa.Table) -> _Segment:
+    chat = table.select(["chat"]).unify_dictionaries()["chat"]
+    chat = chat.combine_chunks() if chat.num_chunks else pa.DictionaryArray.from_arrays([], pa.array([], pa.string()))
+    codes = pc.fill_null(chat.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+    names = chat.dictionary
+    empty = pc.index(names, "").as_py()
+    if empty >= 0:
+        codes[codes == empty] = -1
+    return _Segment(table.drop_columns(["chat"]), codes, names)
+
+
+def _chat_keys(segments: list[_Segment], worker: pa.ChunkedArray) -> np.ndarray:
+    """int64 code per row for (worker, chat), the same in every segment; -1 where chat is empty."""
+    n_rows = sum(len(s.chat_codes) for s in segments)
+    if n_rows == 0:
+        return np.empty(0, np.int64)
+    names = pa.concat_arrays([s.chat_names.cast(pa.large_string()) for s in segments])
+    global_codes = pc.dictionary_encode(names).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    n_chats = int(global_codes.max()) + 1 if len(global_codes) else 1
+    offsets = np.cumsum([0] + [len(s.chat_names) for s in segments])
+    chat = np.concatenate(
+        [
+            np.where(s.chat_codes >= 0, global_codes[off + s.chat_codes], -1)
+            for s, off in zip(segments, offsets[:-1], strict=True)
+        ]
+    )
+    workers = worker.combine_chunks().indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.where(chat >= 0, workers * n_chats + chat, -1)
+
+
+def read_attempts(run_dir: Path, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """All segments as one pandas frame (categoricals; chat replaced by chat_key)."""
     files = segment_files(run_dir / "attempts")
     if not (run_dir / "attempts").is_dir():
         notes.append("no attempts/ folder: the run recorded no calls")
-    tables = [
-        _conform(_read_parquet(p) if p.suffix == ".parquet" else _read_csv(p, notes), p) for p in files
+    segments = [
+        _split_chat(_conform(_read_parquet(p) if p.suffix == ".parquet" else _read_csv(p, notes), p))
+        for p in files
     ]
-    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    return table, [p.name for p in files]
+    empty = _split_chat(SCHEMA.empty_table())
+    table = pa.concat_tables([s.table for s in segments] or [empty.table]).unify_dictionaries()
+    keys = _chat_keys(segments or [empty], table["worker"])
+    segments.clear()
+    # hand the only reference to to_frame, so that to_pandas(self_destruct) frees columns as it goes
+    owner = [table]
+    del table
+    return to_frame(owner.pop(), keys), [p.name for p in files]
 
 
-def _chat_key(table: pa.Table) -> np.ndarray:
-    """int64 code per row for (worker, chat); -1 where chat is empty."""
-    if table.num_rows == 0:
-        return np.empty(0, np.int64)
-    chat = pc.fill_null(table["chat"], "").combine_chunks()
-    codes = pc.dictionary_encode(chat).indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    worker = table["worker"].combine_chunks().indices.to_numpy(zero_copy_only=False)
-    n_chats = int(codes.max()) + 1
-    empty = (pc.equal(chat, "")).to_numpy(zero_copy_only=False)
-    key = np.nan_to_num(worker, nan=0).astype(np.int64) * n_chats + codes
-    key[empty] = -1
-    return key
-
-
-def to_frame(table: pa.Table) -> pd.DataFrame:
-    """pandas frame: floats, small ints, categoricals; chat replaced by chat_key."""
-    table = table.unify_dictionaries()
-    key = _chat_key(table)
-    frame = table.drop_columns(["chat"]).to_pandas(split_blocks=True, self_destruct=True)
+def to_frame(table: pa.Table, chat_key: np.ndarray) -> pd.DataFrame:
+    """pandas frame: floats, int32 attempts, categoricals (no missing values), chat_key."""
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
     for c in CATEGORY_COLUMNS:
         if frame[c].dtype != "category":
             frame[c] = frame[c].astype("category")
@@ -207,11 +238,7 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
             if "" not in frame[c].cat.categories:
                 frame[c] = frame[c].cat.add_categories([""])
             frame[c] = frame[c].fillna("")
-    return frame.assign(
-        http_status=frame["http_status"].astype(np.int16),
-        attempts=frame["attempts"].astype(np.int32),
-        chat_key=key,
-    )
+    return frame.assign(attempts=frame["attempts"].astype(np.int32), chat_key=chat_key)
 
 
 def read_locust_stats(run_dir: Path, notes: list[str]) -> pd.DataFrame | None:
@@ -241,18 +268,15 @@ def load_run(run_dir: Path | str) -> Run:
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
     notes: list[str] = []
-    table, files = read_attempts(run_dir, notes)
-    attempts = to_frame(table)
-    del table
+    attempts, files = read_attempts(run_dir, notes)
     if attempts["t_start"].isna().any():
         notes.append(f"ignored {int(attempts['t_start'].isna().sum())} row(s) without t_start")
         attempts = attempts[attempts["t_start"].notna()].reset_index(drop=True)
-    times = pd.concat([attempts["t_intended"], attempts["t_start"]]).dropna()
-    ends = (attempts["t_start"] + attempts["latency_ms"].fillna(0.0) / 1000.0).dropna()
     started_at, ended_at = _number(meta.get("started_at")), _number(meta.get("ended_at"))
-    first = float(times.min()) if len(times) else None
-    t0 = min(x for x in (started_at, first) if x is not None) if (started_at or first) else 0.0
-    last = float(ends.max()) if len(ends) else t0
+    first = _number(np.fmin(attempts["t_intended"].min(), attempts["t_start"].min())) if len(attempts) else None
+    known = [x for x in (started_at, first) if x is not None]
+    t0 = min(known) if known else 0.0
+    last = _number((attempts["t_start"] + attempts["latency_ms"].fillna(0.0) / 1000.0).max()) or t0
     cut_short = ended_at is None
     t_end = max(ended_at, last) if ended_at is not None else last
     if cut_short:

@@ -76,6 +76,6 @@ def render(
         "<h2>Operations</h2>",
         html_table(operation_view(per_operation)),
         "<p>Tables: tables/per_second.csv, tables/per_stage.csv, tables/per_operation.csv, "
-        "tables/chats.csv (and .parquet). Machine-readable summary: summary.json.</p>",
+        "(and .parquet), tables/chats.parquet (one row per chat). Machine-readable summary: summary.json.</p>",
     ]
     return page(f"chatload report {summary['run_id']}", body)

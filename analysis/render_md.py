@@ -67,7 +67,7 @@ def render(
         parts += ["## Notes", "", *[f"- {note}" for note in summary["notes"]], ""]
     parts += [
         "Tables: `tables/per_second.csv`, `tables/per_stage.csv`, `tables/per_operation.csv`, "
-        "`tables/chats.csv` (and `.parquet`). Machine-readable summary: `summary.json`.",
+        "(and `.parquet`), `tables/chats.parquet` (one row per chat). Machine-readable summary: `summary.json`.",
         "",
     ]
     return "\n".join(parts)

@@ -18,12 +18,16 @@ from analysis.columns import START, THROTTLED
 from analysis.load import RunError
 from analysis.pipeline import Analysis, analyze
 
+# Tables with one row per chat can have millions of rows: Parquet only.
+PARQUET_ONLY = ("chats",)
+
 
 def write_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
-        frame.to_csv(folder / f"{name}.csv", index=False)
         frame.to_parquet(folder / f"{name}.parquet", index=False)
+        if name not in PARQUET_ONLY:
+            frame.to_csv(folder / f"{name}.csv", index=False)
 
 
 def write_outputs(result: Analysis) -> None:

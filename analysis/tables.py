@@ -35,17 +35,22 @@ def seconds_of(times: pd.Series, t0: float) -> np.ndarray:
 
 def start_calls(attempts: pd.DataFrame) -> pd.DataFrame:
     """StartChatContact rows (calls and dropped arrivals), with arrival time."""
-    rows = attempts[attempts["operation"] == START]
+    columns = ["t_intended", "t_start", "latency_ms", "outcome", "stage", "attempts"]
+    rows = attempts.loc[attempts["operation"] == START, columns]
     return rows.assign(t_arrival=rows["t_intended"].fillna(rows["t_start"]))
 
 
 def latency_quantiles(keys: pd.Series | np.ndarray, latency: pd.Series, prefix: str) -> pd.DataFrame:
     """p50/p95/p99 of `latency` per key; columns <prefix>_p50_ms ..."""
-    frame = pd.DataFrame({"key": np.asarray(keys), "latency": latency.to_numpy()}).dropna()
+    keys = keys.to_numpy() if isinstance(keys, pd.Series) and keys.dtype != "category" else keys
+    frame = pd.DataFrame({"key": keys, "latency": latency.to_numpy()}).dropna()
+    columns = [f"{prefix}_{q}_ms" for q in QUANTILES]
     if frame.empty:
-        return pd.DataFrame(columns=[f"{prefix}_{q}_ms" for q in QUANTILES], dtype="float64")
-    table = frame.groupby("key")["latency"].quantile(list(QUANTILES.values())).unstack()
-    table.columns = [f"{prefix}_{q}_ms" for q in QUANTILES]
+        return pd.DataFrame(columns=columns, dtype="float64")
+    table = frame.groupby("key", observed=True)["latency"].quantile(list(QUANTILES.values())).unstack()
+    table.columns = columns
+    if isinstance(table.index, pd.CategoricalIndex):
+        table.index = table.index.astype(str)
     return table
 
 
@@ -133,14 +138,12 @@ def per_stage(attempts: pd.DataFrame, stages: pd.DataFrame, t_end: float) -> pd.
     Duration: the configured duration, capped at (run end - first arrival of the stage) for a run cut
     short; a stage not in meta.json lasts from its first to its last arrival (at least 1 s).
     """
-    starts = start_calls(attempts).assign(stage=lambda f: f["stage"].astype(str))
-    all_stages = stage_order(stages, starts.groupby("stage")["t_arrival"].min())
-    counts = (
-        pd.crosstab(starts["stage"], starts["outcome"].astype(str))
-        .reindex(columns=[*CALL_OUTCOMES, DROPPED], fill_value=0)
-        .reindex(all_stages["stage"], fill_value=0)
-    )
-    span = starts.groupby("stage")["t_arrival"].agg(["min", "max"]).reindex(all_stages["stage"])
+    starts = start_calls(attempts)
+    span = starts.groupby("stage", observed=True)["t_arrival"].agg(["min", "max"])
+    span.index = span.index.astype(str)
+    all_stages = stage_order(stages, span["min"])
+    counts = _outcome_counts(starts, "stage").reindex(all_stages["stage"], fill_value=0)
+    span = span.reindex(all_stages["stage"])
     calls = starts[starts["outcome"] != DROPPED]
     ok = calls[calls["outcome"] == OK]
     throttled = calls[calls["outcome"].isin(THROTTLED)]
@@ -178,29 +181,38 @@ def per_stage(attempts: pd.DataFrame, stages: pd.DataFrame, t_end: float) -> pd.
     return frame.reset_index().rename(columns={"index": "stage"})
 
 
+def _outcome_counts(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Rows per (by, outcome) as a wide table: one column per outcome class (categorical groupby)."""
+    counts = frame.groupby([by, "outcome"], observed=True).size().unstack("outcome", fill_value=0)
+    counts.index = counts.index.astype(str)
+    counts.columns = counts.columns.astype(str)
+    extra = sorted(set(counts.columns) - {*CALL_OUTCOMES, DROPPED})
+    return counts.reindex(columns=[*CALL_OUTCOMES, *extra, DROPPED], fill_value=0)
+
+
+def _sum_by(frame: pd.DataFrame, by: str, column: str | None = None) -> pd.Series:
+    grouped = frame.groupby(by, observed=True)
+    result = grouped.size() if column is None else grouped[column].sum()
+    result.index = result.index.astype(str)
+    return result
+
+
 def per_operation(attempts: pd.DataFrame) -> pd.DataFrame:
     """One row per operation: calls, outcome counts and shares, HTTP attempts, latencies."""
-    ops = attempts.assign(operation=attempts["operation"].astype(str), outcome=attempts["outcome"].astype(str))
-    extra = sorted(set(ops["outcome"].unique()) - {*CALL_OUTCOMES, DROPPED})
-    counts = pd.crosstab(ops["operation"], ops["outcome"]).reindex(
-        columns=[*CALL_OUTCOMES, *extra, DROPPED], fill_value=0
-    )
-    calls = ops[ops["outcome"] != DROPPED]
+    counts = _outcome_counts(attempts, "operation")
+    columns = ["operation", "outcome", "first_outcome", "attempts", "latency_ms"]
+    calls = attempts.loc[attempts["outcome"] != DROPPED, columns]
     ok = calls[calls["outcome"] == OK]
     throttled = calls[calls["outcome"].isin(THROTTLED)]
-    hidden = (
-        calls[(calls["outcome"] == OK) & calls["first_outcome"].astype(str).isin(THROTTLED)]
-        .groupby("operation")
-        .size()
-    )
     frame = (
         counts.assign(
             calls=counts.drop(columns=[DROPPED]).sum(axis=1),
-            http_attempts=calls.groupby("operation")["attempts"].sum(),
-            retried_calls=calls[calls["attempts"] > 1].groupby("operation").size(),
-            throttles_hidden_by_retries=hidden,
+            http_attempts=_sum_by(calls, "operation", "attempts"),
+            retried_calls=_sum_by(calls[calls["attempts"] > 1], "operation"),
+            throttles_hidden_by_retries=_sum_by(ok[ok["first_outcome"].isin(THROTTLED)], "operation"),
         )
         .fillna({"http_attempts": 0, "retried_calls": 0, "throttles_hidden_by_retries": 0})
+        .astype({"http_attempts": "int64", "retried_calls": "int64", "throttles_hidden_by_retries": "int64"})
         .assign(
             retry_amplification=lambda f: f["http_attempts"] / f["calls"].where(f["calls"] > 0),
             success_share=lambda f: f[OK] / f["calls"].where(f["calls"] > 0),
@@ -210,9 +222,9 @@ def per_operation(attempts: pd.DataFrame) -> pd.DataFrame:
         .join(latency_quantiles(throttled["operation"], throttled["latency_ms"], "throttled"))
     )
     frame.index.name = "operation"
-    order = {START: 0}
     return (
         frame.reset_index()
-        .astype({"http_attempts": "int64", "retried_calls": "int64", "throttles_hidden_by_retries": "int64"})
-        .sort_values("operation", key=lambda s: s.map(lambda o: (order.get(o, 1), o)), ignore_index=True)
+        .assign(first=lambda f: f["operation"] != START)
+        .sort_values(["first", "operation"], ignore_index=True)
+        .drop(columns=["first"])
     )

@@ -197,7 +197,7 @@ def test_summary_thresholds_and_exit_code(hand_run, capsys):
     assert high["p95_ms"] == pytest.approx(38)
     # outputs
     for name in ("report.html", "report.md", "junit.xml", "tables/per_second.csv", "tables/per_stage.parquet",
-                 "plots/saturation.png", "plots/active_chats.png"):
+                 "tables/chats.parquet", "plots/saturation.png", "plots/active_chats.png"):
         assert (hand_run / name).is_file(), name
     per_second = pd.read_parquet(hand_run / "tables" / "per_second.parquet")
     assert per_second["offered"].tolist() == [2, 2, 4, 4, 0]
