@@ -55,19 +55,12 @@ BENCH_CONFIG = {
     "instances": [{"id": DEFAULT_INSTANCE_ID, "concurrent_chats": 10**12, "contact_flows": [DEFAULT_CONTACT_FLOW_ID]}],
 }
 
-# The no-op reference: the same server stack, reading the body and answering a small JSON body with
-# as many headers as the emulator's answer.
+# The no-op reference: the same server stack (emulator.http_stack.serve), reading the body and
+# answering a small JSON body with as many headers as the emulator's answer.
 NOOP_APP = textwrap.dedent('''
     import socket, sys
-    import uvicorn
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class NoDelay(HttpToolsProtocol):
-        def connection_made(self, transport):
-            raw = transport.get_extra_info("socket")
-            if raw is not None:
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            super().connection_made(transport)
+    sys.path.insert(0, sys.argv[1])
+    from emulator.http_stack import serve
 
     BODY = b'{"ContactId":"00000000-0000-4000-8000-000000000000"}'
     HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY)),
@@ -82,18 +75,12 @@ NOOP_APP = textwrap.dedent('''
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": BODY})
 
-    class Server(uvicorn.Server):
-        async def startup(self, sockets=None):
-            await super().startup(sockets=sockets)
-            print("chatload emulator listening on http://127.0.0.1:%d" % PORT, flush=True)
-
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
-    PORT = sock.getsockname()[1]
-    config = uvicorn.Config(app, loop="uvloop", http=NoDelay, lifespan="off", access_log=False,
-                            log_level="warning", server_header=False, date_header=False)
-    Server(config).run(sockets=[sock])
+    port = sock.getsockname()[1]
+    serve(app, sock, quiet=True,
+          on_started=lambda: print("chatload emulator listening on http://127.0.0.1:%d" % port, flush=True))
 ''')
 
 
@@ -234,7 +221,7 @@ def main() -> int:
         noop_file = Path(tmp) / "noop_server.py"
         noop_file.write_text(NOOP_APP)
         servers = {
-            "noop": [sys.executable, str(noop_file)],
+            "noop": [sys.executable, str(noop_file), str(ROOT)],
             "emulator": [sys.executable, "-m", "emulator", "--port", "0", "--config", str(config), "--quiet"],
         }
         for name, command in servers.items():

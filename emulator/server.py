@@ -9,17 +9,12 @@ gives one line on stderr and exit status 2; SIGTERM / SIGINT stop it cleanly wit
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import gc
-import signal
 import socket
 import sys
-from collections.abc import Generator
 
 from emulator.defaults import DEFAULT_HOST, DEFAULT_PORT
-
-KEEP_ALIVE_S = 75
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,41 +65,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chatload emulator: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 2
 
-    import uvicorn
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
     from emulator.app import make_app
+    from emulator.http_stack import serve
     from emulator.model import ChatStore
-
-    class NoDelayProtocol(HttpToolsProtocol):
-        """uvicorn's httptools protocol with TCP_NODELAY set explicitly (no 40 ms Nagle stalls)."""
-
-        def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def, override]
-            raw = transport.get_extra_info("socket")
-            if raw is not None:
-                with contextlib.suppress(OSError):
-                    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            super().connection_made(transport)
 
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
 
-    class Server(uvicorn.Server):
-        """Prints the listening line once started; exits with 0 on SIGTERM/SIGINT (no re-raise)."""
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started:
-                print(f"chatload emulator listening on http://{shown_host}:{port}", flush=True)
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Generator[None, None, None]:
-            originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for sig, handler in originals.items():
-                    signal.signal(sig, handler)
+    def announce() -> None:
+        print(f"chatload emulator listening on http://{shown_host}:{port}", flush=True)
 
     store = ChatStore(config)
     # Long runs keep many live contacts: freeze start-up objects and collect young objects rarely, so
@@ -112,16 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    uv_config = uvicorn.Config(
-        make_app(store), loop="uvloop", http=NoDelayProtocol, lifespan="off", interface="asgi3",
-        access_log=False, log_level="warning" if args.quiet else "info", server_header=False,
-        date_header=False, timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=2, backlog=2048,
-    )
-    server = Server(uv_config)
     try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
+        serve(make_app(store), sock, quiet=args.quiet, on_started=announce)
     finally:
         sock.close()
     return 0
