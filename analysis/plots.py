@@ -25,7 +25,7 @@ COLORS = {
 }
 
 
-def _figure(title: str) -> tuple[Figure, Axes]:
+def new_figure(title: str) -> tuple[Figure, Axes]:
     fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.set_title(title)
@@ -33,7 +33,7 @@ def _figure(title: str) -> tuple[Figure, Axes]:
     return fig, ax
 
 
-def _empty(ax: Axes) -> None:
+def empty_note(ax: Axes) -> None:
     ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
@@ -62,9 +62,9 @@ def _stage_bands(ax: Axes, per_second: pd.DataFrame) -> None:
 
 
 def offered_vs_accepted(per_second: pd.DataFrame) -> Figure:
-    fig, ax = _figure("StartChatContact: offered vs accepted per second")
+    fig, ax = new_figure("StartChatContact: offered vs accepted per second")
     if per_second.empty:
-        _empty(ax)
+        empty_note(ax)
         return fig
     _stage_bands(ax, per_second)
     ax.plot(per_second["second"], per_second["offered"], label="offered", color="#1d3557", lw=1,
@@ -78,10 +78,10 @@ def offered_vs_accepted(per_second: pd.DataFrame) -> Figure:
 
 
 def outcomes_stacked(per_second: pd.DataFrame) -> Figure:
-    fig, ax = _figure("StartChatContact outcomes per second (stacked)")
+    fig, ax = new_figure("StartChatContact outcomes per second (stacked)")
     columns = [c for c in (*CALL_OUTCOMES, DROPPED) if c in per_second and per_second[c].sum() > 0]
     if per_second.empty or not columns:
-        _empty(ax)
+        empty_note(ax)
         return fig
     _stage_bands(ax, per_second)
     ax.stackplot(
@@ -95,7 +95,7 @@ def outcomes_stacked(per_second: pd.DataFrame) -> Figure:
 
 
 def latency_over_time(per_second: pd.DataFrame) -> Figure:
-    fig, ax = _figure("StartChatContact latency per second (ok calls; throttled dashed)")
+    fig, ax = new_figure("StartChatContact latency per second (ok calls; throttled dashed)")
     lines = [
         ("ok_p50_ms", "ok p50", "-"), ("ok_p95_ms", "ok p95", "-"), ("ok_p99_ms", "ok p99", "-"),
         ("throttled_p95_ms", "throttled p95", "--"),
@@ -106,7 +106,7 @@ def latency_over_time(per_second: pd.DataFrame) -> Figure:
             ax.plot(per_second["second"], per_second[column], style, label=label, lw=1, marker=".", ms=2)
             drawn = True
     if not drawn:
-        _empty(ax)
+        empty_note(ax)
         return fig
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("ms")
@@ -115,9 +115,9 @@ def latency_over_time(per_second: pd.DataFrame) -> Figure:
 
 
 def active_chats(per_second: pd.DataFrame, quota: float | None) -> Figure:
-    fig, ax = _figure("Chats active (as the harness saw them) against the concurrency quota")
+    fig, ax = new_figure("Chats active (as the harness saw them) against the concurrency quota")
     if per_second.empty:
-        _empty(ax)
+        empty_note(ax)
         return fig
     _stage_bands(ax, per_second)
     ax.plot(per_second["second"], per_second["active_chats_peak"], color="#8e44ad", lw=1,
@@ -131,10 +131,10 @@ def active_chats(per_second: pd.DataFrame, quota: float | None) -> Figure:
 
 
 def saturation_curve(per_stage: pd.DataFrame, rate_quota: float | None) -> Figure:
-    fig, ax = _figure("Saturation: accepted vs offered StartChatContact rate per stage")
+    fig, ax = new_figure("Saturation: accepted vs offered StartChatContact rate per stage")
     stages = per_stage[per_stage["arrivals"] > 0].sort_values("offered_rate")
     if stages.empty:
-        _empty(ax)
+        empty_note(ax)
         return fig
     ax.plot(stages["offered_rate"], stages["accepted_rate"], "o-", color=COLORS["ok"], label="accepted")
     for row in stages.itertuples():
