@@ -1,0 +1,96 @@
+"""The chats this process started and has not ended yet, and ending them all at stop.
+
+Connection tokens live only in memory here: never in a row, a log or a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.safety import ALREADY_ENDED, ENDED, RETRY, clean_up_summary, stop_result
+
+
+@dataclass
+class LiveChat:
+    chat: str  # synthetic chat id
+    contact_id: str
+    stage: str
+    connection_token: str | None = field(default=None, repr=False)
+
+
+class LiveChats:
+    """Registry of started, not-yet-ended chats of one process (keyed by contact id). `gauge` (the
+    live counters) hears chat_started() / chat_ended() as chats come and go."""
+
+    def __init__(self, gauge: Any = None) -> None:
+        self._live: dict[str, LiveChat] = {}
+        self._gauge = gauge
+
+    def started(self, chat: str, contact_id: str, stage: str) -> LiveChat:
+        live = self._live[contact_id] = LiveChat(chat, contact_id, stage)
+        if self._gauge is not None:
+            self._gauge.chat_started()
+        return live
+
+    def ended(self, contact_id: str) -> None:
+        if self._live.pop(contact_id, None) is not None and self._gauge is not None:
+            self._gauge.chat_ended()
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, contact_id: str) -> bool:
+        return contact_id in self._live
+
+    def chats(self) -> list[LiveChat]:
+        return list(self._live.values())
+
+
+def end_result(operation: str, http_status: int, error_code: str) -> str:
+    """What an ending call's answer means for the contact: ended, already_ended, retry or failed.
+
+    StopContact answers are read by the safety rules; a DisconnectParticipant refused for a reason
+    other than throttling or a server fault (e.g. a token the service no longer knows) is `retry`
+    too: the next round ends the contact by StopContact.
+    """
+    result = stop_result(http_status, error_code)
+    if operation == "DisconnectParticipant" and result not in (ENDED, RETRY):
+        return RETRY
+    return result
+
+
+def clean_up(
+    chats: LiveChats,
+    end: Callable[[LiveChat, str], tuple[str, int, str]],
+    sleep: Callable[[float], Any],
+    clock: Callable[[], float],
+    deadline_s: float = 60.0,
+    pause_s: float = 1.0,
+) -> dict[str, Any]:
+    """End every chat still live: DisconnectParticipant where connected, else StopContact; throttled
+    or failed ends are retried by StopContact in later rounds (a pause between rounds) until
+    `deadline_s`. `end(chat, operation)` makes (and records) the call and returns
+    (operation, http_status, error_code). Returns meta.json's "clean_up" entry."""
+    results: dict[str, str] = {}
+    started = clock()
+    pending: Iterable[LiveChat] = chats.chats()
+    first_round = True
+    while True:
+        retry: list[LiveChat] = []
+        for chat in pending:
+            operation = "DisconnectParticipant" if first_round and chat.connection_token else "StopContact"
+            op, status, code = end(chat, operation)
+            result = end_result(op, status, code)
+            results[chat.contact_id] = result
+            if result in (ENDED, ALREADY_ENDED):
+                chats.ended(chat.contact_id)
+            elif result == RETRY:
+                retry.append(chat)
+        first_round = False
+        if not retry or clock() - started + pause_s > deadline_s:
+            break
+        sleep(pause_s)
+        pending = retry
+    return clean_up_summary(results)

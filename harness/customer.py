@@ -1,0 +1,204 @@
+"""A simulated chat customer: what one arrival does, from StartChatContact to the end of the chat.
+
+    StartChatContact (PersistentChat from this customer's previous ended contact, if asked)
+      └ ok → [connect] wait connect_delay → CreateParticipantConnection(CONNECTION_CREDENTIALS)
+               → messages × (wait message_interval → SendMessage)
+             → hold (drawn from the hold distribution)
+             → end: DisconnectParticipant (end_by "disconnect" and connected) or StopContact
+
+Every call is timed, classified, recorded and reported. Waits end early when the run is ending
+(the `ending` event), so customers disconnect promptly at the end. A failed StartChatContact ends
+the chat there. An end call that fails is tried again twice after a short pause; a chat still not
+ended stays in the registry for the clean-up at stop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.chats import LiveChats, end_result
+from harness.client import Api, Call
+from harness.recorder import Recorder, new_row
+from harness.safety import ALREADY_ENDED, ENDED, RETRY
+
+END_TRIES = 3
+END_PAUSE_S = 0.5
+DISPLAY_NAME = "chatload customer"
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """One arrival from the pacer: when it was meant to start (epoch s) and its stage's name."""
+
+    t_intended: float
+    stage: str
+
+
+def message_content(content_type: str, n: int) -> str:
+    if content_type == "application/json":
+        return json.dumps({"chatload": n})
+    return f"chatload message {n}"
+
+
+class Customer:
+    """One Locust user's customer. `report(call)` tells Locust about each call; `ending.wait(s)`
+    waits up to s seconds and returns True once the run is ending; `sleep(s)` always waits."""
+
+    def __init__(
+        self,
+        *,
+        api: Api,
+        recorder: Recorder,
+        chats: LiveChats,
+        life: Any,
+        instance_id: str,
+        contact_flow_id: str,
+        rng: random.Random,
+        ending: Any,
+        sleep: Callable[[float], Any],
+        name: str,
+        report: Callable[[Call], Any] | None = None,
+    ) -> None:
+        self.api = api
+        self.recorder = recorder
+        self.chats = chats
+        self.life = life
+        self.instance_id = instance_id
+        self.contact_flow_id = contact_flow_id
+        self.rng = rng
+        self.ending = ending
+        self.sleep = sleep
+        self.name = name
+        self.report = report
+        self.started_chats = 0
+        self.last_ended_contact: str | None = None
+        types = ["text/plain"]
+        if life.message_content_type != "text/plain":
+            types.append(life.message_content_type)
+        self._content_types = types
+
+    # ------------------------------------------------------------------ one call
+
+    def call(
+        self, operation: str, stage: str, chat: str, contact_id: str = "", t_intended: float = math.nan, **kw: Any
+    ) -> Call:
+        call = self.api.call(operation, **kw)
+        if not contact_id and call.response is not None:
+            contact_id = call.response.get("ContactId", "")
+        self.recorder.record(
+            new_row(
+                operation,
+                call.outcome,
+                t_start=call.t_start,
+                latency_ms=call.latency_ms,
+                http_status=call.http_status,
+                error_code=call.error_code,
+                attempts=call.attempts,
+                first_outcome=call.first_outcome,
+                t_intended=t_intended,
+                stage=stage,
+                chat=chat,
+                contact_id=contact_id,
+            )
+        )
+        if self.report is not None:
+            self.report(call)
+        return call
+
+    # ------------------------------------------------------------------ one chat
+
+    def start_request(self) -> dict[str, Any]:
+        life = self.life
+        request: dict[str, Any] = {
+            "InstanceId": self.instance_id,
+            "ContactFlowId": self.contact_flow_id,
+            "ParticipantDetails": {"DisplayName": DISPLAY_NAME},
+        }
+        if len(self._content_types) > 1:
+            request["SupportedMessagingContentTypes"] = self._content_types
+        if life.chat_duration_minutes:
+            request["ChatDurationInMinutes"] = int(life.chat_duration_minutes)
+        if life.persistent and self.last_ended_contact:
+            request["PersistentChat"] = {
+                "RehydrationType": life.persistent,
+                "SourceContactId": self.last_ended_contact,
+            }
+        return request
+
+    def live_chat(self, arrival: Arrival) -> None:
+        """Live one chat for this arrival (returns when it has ended, or failed to start)."""
+        self.started_chats += 1
+        chat = f"{self.name}-{self.started_chats}"
+        stage = arrival.stage
+        life = self.life
+        start = self.call("StartChatContact", stage, chat, t_intended=arrival.t_intended, **self.start_request())
+        if start.outcome != "ok":
+            return
+        contact_id = start.response["ContactId"]
+        live = self.chats.started(chat, contact_id, stage)
+        participant_token = start.response["ParticipantToken"]
+        ending = self.ending
+        if life.connect and not (life.connect_delay_s > 0 and ending.wait(life.connect_delay_s)):
+            connection = self.call(
+                "CreateParticipantConnection",
+                stage,
+                chat,
+                contact_id,
+                ParticipantToken=participant_token,
+                Type=["CONNECTION_CREDENTIALS"],
+                ConnectParticipant=True,
+            )
+            if connection.outcome == "ok":
+                live.connection_token = connection.response["ConnectionCredentials"]["ConnectionToken"]
+        del participant_token
+        if live.connection_token:
+            for n in range(1, life.messages + 1):
+                if ending.wait(life.message_interval_s):
+                    break
+                self.call(
+                    "SendMessage",
+                    stage,
+                    chat,
+                    contact_id,
+                    ConnectionToken=live.connection_token,
+                    ContentType=life.message_content_type,
+                    Content=message_content(life.message_content_type, n),
+                )
+        hold_s = life.hold.sample(self.rng)
+        if hold_s > 0 and not ending.is_set():
+            ending.wait(hold_s)
+        self.end_chat(live)
+
+    def end_chat(self, live: Any) -> bool:
+        """End a live chat by end_by (StopContact when not connected); True once it has ended."""
+        use_disconnect = self.life.end_by == "disconnect" and live.connection_token
+        for attempt in range(END_TRIES):
+            if attempt:
+                self.sleep(END_PAUSE_S * attempt * (0.5 + self.rng.random()))
+            if use_disconnect:
+                call = self.call(
+                    "DisconnectParticipant", live.stage, live.chat, live.contact_id,
+                    ConnectionToken=live.connection_token,
+                )  # fmt: skip
+            else:
+                call = self.call(
+                    "StopContact", live.stage, live.chat, live.contact_id,
+                    InstanceId=self.instance_id, ContactId=live.contact_id,
+                )  # fmt: skip
+            result = end_result(call.operation, call.http_status, call.error_code)
+            if result in (ENDED, ALREADY_ENDED):
+                self.chats.ended(live.contact_id)
+                self.last_ended_contact = live.contact_id
+                return True
+            if result != RETRY:
+                return False
+            if call.operation == "DisconnectParticipant" and call.outcome != "ok" and not call.outcome.startswith(
+                "throttled"
+            ):
+                use_disconnect = False  # the connection is gone: end the contact itself
+        return False

@@ -1,0 +1,176 @@
+"""chatload's Locust command-line options, and the run settings they resolve to.
+
+The options are plain `parser.add_argument` calls so that they show on the web UI's start form
+(argument groups do not). Values from the form arrive as strings: everything is converted and
+checked here, and a mistake is one line naming the option (or the scenario file and key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emulator.defaults import DEFAULT_HOST, DEFAULT_PORT
+from harness.scenario import (
+    Scenario,
+    ScenarioError,
+    adhoc_scenario,
+    load_scenario,
+    with_rate_multiplier,
+)
+from harness.scenario_model import RETRY_MODES
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SCENARIO = "scenarios/ci-smoke.toml"
+DEFAULT_EMULATOR_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+
+
+class UsageError(Exception):
+    """Bad input: str() is one line naming the option or file and key."""
+
+
+def add_arguments(parser: Any) -> None:
+    """Register chatload's options on Locust's parser (events.init_command_line_parser)."""
+    add = parser.add_argument
+    add("--scenario", default=DEFAULT_SCENARIO,
+        help="scenario file, or the name of a built-in one in scenarios/ (e.g. tps-ceiling)")
+    add("--rate-multiplier", type=float, default=1.0, help="multiply every stage's arrival rate by this")
+    add("--target", default="", help="emulator or aws (default: the scenario's [target] kind)")
+    add("--endpoint-url", default="",
+        help=f"Connect endpoint; emulator default {DEFAULT_EMULATOR_URL}, aws default: the standard chain")
+    add("--region", default="", help="AWS Region (default: the scenario's)")
+    add("--instance-id", default="", help="Amazon Connect instance id (default: the scenario's)")
+    add("--contact-flow-id", default="", help="contact flow id (default: the scenario's)")
+    add("--out", default="reports", help="folder that receives the run folders")
+    add("--run-id", default="", help="run id (default: generated when the test starts)")
+    add("--rate", default="", help="ad-hoc run: one flat stage at this many chats/s (instead of --scenario)")
+    add("--duration", default="", help="ad-hoc run: stage length, e.g. 30s, 5m or seconds")
+    add("--hold", default="", help="ad-hoc run: how long each chat stays open, e.g. 10s")
+    add("--retry-mode", default="", help=f"SDK retries: {', '.join(RETRY_MODES)} (default: the scenario's)")
+    add("--max-attempts", default="", help="SDK attempts per call with retries on")
+    add("--confirm-real-instance", action="store_true", default=False,
+        help="consent to load a real Amazon Connect instance (target aws)")
+    add("--max-chats", default="", help="cap: most chats this run may start")
+    add("--max-rate", default="", help="cap: highest arrival rate (chats/s) this run may schedule")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run needs from the command line (or the web UI form), resolved."""
+
+    scenario: Scenario
+    endpoint_url: str | None  # None: the standard AWS chain (AWS_ENDPOINT_URL_CONNECT, ...)
+    out: Path
+    run_id: str | None
+    confirm: bool
+    max_chats: int | None
+    max_rate: float | None
+
+    @property
+    def target(self) -> str:
+        return self.scenario.target.kind
+
+
+def _text(options: Any, name: str) -> str:
+    value = getattr(options, name, None)
+    return "" if value is None else str(value).strip()
+
+
+def _number(options: Any, name: str, kind: type, minimum: float) -> Any:
+    text = _text(options, name)
+    if not text:
+        return None
+    flag = "--" + name.replace("_", "-")
+    try:
+        value = kind(float(text)) if kind is int and float(text).is_integer() else kind(text)
+    except ValueError:
+        raise UsageError(f"{flag}: expected a number, got {text!r}") from None
+    if value < minimum:
+        raise UsageError(f"{flag}: must be at least {minimum:g}, got {text}")
+    return value
+
+
+def scenario_path(name: str) -> Path:
+    """A scenario file: the path as given, else a built-in scenarios/<name>.toml."""
+    path = Path(name).expanduser()
+    candidates = [path, PROJECT_ROOT / path]
+    if path.suffix != ".toml" and len(path.parts) == 1:
+        candidates.append(PROJECT_ROOT / "scenarios" / f"{name}.toml")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"--scenario {name}: no such file (give a path, or a name from scenarios/)")
+
+
+def overrides(options: Any) -> dict[str, Any]:
+    """Flags that override the scenario's keys (dotted keys of the file's layout)."""
+    found: dict[str, Any] = {}
+    target = _text(options, "target")
+    if target:
+        if target not in ("emulator", "aws"):
+            raise UsageError(f"--target: expected emulator or aws, got {target!r}")
+        found["target.kind"] = target
+    for flag, key in (("region", "target.region"), ("instance_id", "target.instance_id"),
+                      ("contact_flow_id", "target.contact_flow_id")):  # fmt: skip
+        if _text(options, flag):
+            found[key] = _text(options, flag)
+    mode = _text(options, "retry_mode")
+    if mode:
+        if mode not in RETRY_MODES:
+            raise UsageError(f"--retry-mode: expected one of {', '.join(RETRY_MODES)}, got {mode!r}")
+        found["retry"] = {"mode": mode}
+        if mode == "off":
+            found["retry"]["max_attempts"] = 1
+    attempts = _number(options, "max_attempts", int, 1)
+    if attempts is not None:
+        found.setdefault("retry", {})["max_attempts"] = attempts
+    if getattr(options, "confirm_real_instance", False):
+        found["target.confirm"] = True
+    return found
+
+
+def resolve(options: Any) -> RunSettings:
+    """The run's settings from Locust's parsed options; raises UsageError or ScenarioError."""
+    from harness.duration import parse_duration
+
+    multiplier = _number(options, "rate_multiplier", float, 0.0)
+    if multiplier is not None and multiplier <= 0:
+        raise UsageError(f"--rate-multiplier: must be > 0, got {multiplier:g}")
+    found = overrides(options)
+    rate = _number(options, "rate", float, 0.0)
+    if rate is not None:
+        try:
+            duration = parse_duration(_text(options, "duration") or "")
+            hold = parse_duration(_text(options, "hold") or "0")
+        except ValueError as exc:
+            raise UsageError(f"--duration/--hold: {exc}") from None
+        if rate <= 0 or duration <= 0:
+            raise UsageError("an ad-hoc run needs --rate > 0 and --duration > 0 (e.g. --rate 3 --duration 30s)")
+        scenario = adhoc_scenario(rate, duration, hold, **found)
+        if multiplier not in (None, 1.0):
+            scenario = with_rate_multiplier(scenario, multiplier)
+    else:
+        path = scenario_path(_text(options, "scenario") or DEFAULT_SCENARIO)
+        scenario = load_scenario(path, multiplier or 1.0, overrides=found)
+    endpoint = _text(options, "endpoint_url") or scenario.target.endpoint_url or None
+    if endpoint is None and scenario.target.kind == "emulator":
+        endpoint = DEFAULT_EMULATOR_URL
+    return RunSettings(
+        scenario=scenario,
+        endpoint_url=endpoint,
+        out=Path(_text(options, "out") or "reports"),
+        run_id=_text(options, "run_id") or None,
+        confirm=bool(getattr(options, "confirm_real_instance", False)),
+        max_chats=_number(options, "max_chats", int, 1),
+        max_rate=_number(options, "max_rate", float, 0.0),
+    )
+
+
+def problem(options: Any) -> str | None:
+    """One line saying what is wrong with the options, or None."""
+    try:
+        resolve(options)
+    except (UsageError, ScenarioError) as exc:
+        return str(exc)
+    return None

@@ -1,0 +1,169 @@
+"""The attempts writer: one row per API call (or dropped arrival), per process, append-only.
+
+Rows are kept in a list and appended to `attempts/<worker>.csv` by a flusher at least every
+second, and on stop, quit and SIGTERM, so a killed process loses at most its last second. After a
+clean stop the CSV is compacted into `attempts/<worker>.parquet` (written to a temporary name,
+then renamed; the CSV is removed only after that). Only the columns below are written: whatever
+else a row carries (a token, by mistake) never reaches the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# The attempts contract (architecture.md section 3) in order, then our extra columns.
+CONTRACT_COLUMNS = (
+    "t_intended",
+    "t_start",
+    "latency_ms",
+    "operation",
+    "outcome",
+    "http_status",
+    "error_code",
+    "attempts",
+    "stage",
+    "worker",
+    "chat",
+    "contact_id",
+)
+COLUMNS = (*CONTRACT_COLUMNS, "first_outcome", "start_lag_ms")
+FLOAT_COLUMNS = ("t_intended", "t_start", "latency_ms", "start_lag_ms")
+INT_COLUMNS = ("http_status", "attempts")
+
+FLUSH_INTERVAL_S = 0.5
+
+
+def new_row(
+    operation: str,
+    outcome: str,
+    *,
+    t_start: float,
+    latency_ms: float = math.nan,
+    http_status: int = 0,
+    error_code: str = "",
+    attempts: int = 1,
+    first_outcome: str | None = None,
+    t_intended: float = math.nan,
+    stage: str = "",
+    chat: str = "",
+    contact_id: str = "",
+) -> dict:
+    """A row of the attempts table (worker is filled in by the recorder)."""
+    return {
+        "t_intended": t_intended,
+        "t_start": t_start,
+        "latency_ms": latency_ms,
+        "operation": operation,
+        "outcome": outcome,
+        "http_status": http_status,
+        "error_code": error_code,
+        "attempts": attempts,
+        "stage": stage,
+        "worker": "",
+        "chat": chat,
+        "contact_id": contact_id,
+        "first_outcome": outcome if first_outcome is None else first_outcome,
+        "start_lag_ms": (t_start - t_intended) * 1000.0 if t_intended == t_intended else math.nan,
+    }
+
+
+class Recorder:
+    """Buffers rows in memory and appends them to the process's CSV on flush()."""
+
+    def __init__(
+        self,
+        folder: Path,
+        worker: str,
+        *,
+        sink: Callable[[dict], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.folder = Path(folder)
+        self.worker = worker
+        self.csv_path = self.folder / f"{worker}.csv"
+        self.parquet_path = self.folder / f"{worker}.parquet"
+        self._sink = sink
+        self._clock = clock
+        self._rows: list[dict] = []
+        self._file = None
+        self._writer = None
+        self.rows_written = 0
+        self.last_flush = clock()
+        self.closed = False
+
+    def record(self, row: dict) -> None:
+        row["worker"] = self.worker
+        self._rows.append(row)
+        if self._sink is not None:
+            self._sink(row)
+
+    @property
+    def pending(self) -> int:
+        return len(self._rows)
+
+    def flush(self) -> int:
+        """Append the buffered rows to the CSV and hand them to the OS; returns how many."""
+        self.last_flush = self._clock()
+        if self.closed:
+            return 0
+        rows, self._rows = self._rows, []
+        if self._file is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fresh = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+            self._file = open(self.csv_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+            self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
+            if fresh:
+                self._writer.writeheader()
+        if rows:
+            self._writer.writerows(rows)
+            self.rows_written += len(rows)
+        self._file.flush()
+        return len(rows)
+
+    def close(self, compact: bool = True) -> Path:
+        """Flush, close the CSV and (by default) compact it to Parquet. Returns the file that holds
+        the rows. Safe to call twice."""
+        if not self.closed:
+            self.flush()
+            self.closed = True
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        if compact and self.csv_path.exists():
+            compact_to_parquet(self.csv_path, self.parquet_path)
+        return self.parquet_path if self.parquet_path.exists() else self.csv_path
+
+
+def compact_to_parquet(csv_path: Path, parquet_path: Path) -> None:
+    """Rewrite an attempts CSV as Parquet with the contract's types; the CSV is removed afterwards."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    types = {c: pa.string() for c in COLUMNS}
+    types.update({c: pa.float64() for c in FLOAT_COLUMNS})
+    types.update({c: pa.int64() for c in INT_COLUMNS})
+    table = pacsv.read_csv(
+        csv_path,
+        convert_options=pacsv.ConvertOptions(
+            column_types=types,
+            strings_can_be_null=False,
+            null_values=["", "nan", "NaN"],
+        ),
+    )
+    tmp = parquet_path.with_name(parquet_path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, parquet_path)
+    csv_path.unlink()
+
+
+def flush_forever(recorder: Recorder, sleep: Callable[[float], object], interval_s: float = FLUSH_INTERVAL_S) -> None:
+    """The flusher greenlet's body: flush, sleep, again, until the recorder is closed (or killed)."""
+    while not recorder.closed:
+        sleep(interval_s)
+        recorder.flush()

@@ -1,0 +1,560 @@
+"""One process's part of chatload runs: Locust's events wired to the harness.
+
+A `Session` lives on `environment.chatload` (one per process) and goes through one `Run` per test
+(a web UI may start many). Who does what:
+
+- master or local runner: prepares the run at the shape's first tick (scenario, caps, run folder,
+  emulator quota overrides, meta.json), writes Locust's outputs, merges the workers' clean-up into
+  meta.json at test_stop, and builds the report in a child process whose exit code is the run's;
+- local runner or worker: the boto3 clients, the attempts recorder, the live-chat registry, the
+  dispatcher (started when the pool has spawned; a worker waits for the master's "chatload_share"
+  message with its share of the rate and the schedule's start time), the customers, and the
+  clean-up of chats still live at test_stop;
+- every process: `ending` (set at the end of the schedule or when the test stops) cuts waits short
+  so customers end their chats promptly; SIGTERM flushes the attempts before Locust quits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.queue
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+
+from harness import options as run_options
+from harness import runfolder
+from harness.arrivals import Dispatcher
+from harness.chats import LiveChat, LiveChats, clean_up
+from harness.client import Api, Call, ClientSettings, make_clients
+from harness.customer import Arrival, Customer
+from harness.live import LiveStats, install
+from harness.outcome import CallFailed
+from harness.pacer import Schedule, Share
+from harness.preflight import consent_error, plan
+from harness.recorder import Recorder, flush_forever
+from harness.runid import new_run_id
+from harness.safety import ChatBudget, check_caps, effective_caps
+from harness.scenario import ScenarioError, pool_size, scenario_to_dict
+
+log = logging.getLogger("chatload")
+
+STOP_TIMEOUT_S = 30.0  # users get this long to end their chats when the test stops
+SHARE_LEAD_S = 0.3  # a worker's schedule starts this long after the master sends the share
+ARRIVAL_WAIT_S = 0.5  # an idle user waits this long for an arrival, then lets Locust stop it
+CLEAN_UP_DEADLINE_S = 60.0
+WORKER_DONE_WAIT_S = CLEAN_UP_DEADLINE_S + 30.0
+MSG_RUN, MSG_SHARE, MSG_DONE = "chatload_run", "chatload_share", "chatload_done"
+
+
+@dataclass
+class Run:
+    """One test run as this process sees it."""
+
+    settings: run_options.RunSettings
+    run_id: str
+    folder: Path
+    users: int
+    prepared_at: float
+    schedule: Schedule
+    t0: float | None = None  # epoch seconds the schedule started
+    ended_early: str | None = None
+    stopped: bool = False
+    outputs: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    done: dict[str, dict] = field(default_factory=dict)  # worker -> its end-of-run summary
+    workers: list[str] = field(default_factory=list)
+    lost_workers: list[dict] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return self.schedule.duration_s
+
+    def schedule_ends_at(self) -> float | None:
+        return None if self.t0 is None else self.t0 + self.schedule.duration_s
+
+
+@dataclass
+class Load:
+    """What a local runner or worker runs: recorder, registry, clients, dispatcher."""
+
+    settings: run_options.RunSettings
+    run_id: str
+    folder: Path
+    worker: str
+    recorder: Recorder
+    chats: LiveChats
+    api: Api
+    flusher: Any
+    dispatcher: Dispatcher | None = None
+    dispatcher_greenlet: Any = None
+    users: int = 0
+    finished: bool = False
+
+
+class Session:
+    def __init__(self, environment: Any) -> None:
+        self.environment = environment
+        self.runner = environment.runner
+        self.is_master = isinstance(self.runner, MasterRunner)
+        self.is_worker = isinstance(self.runner, WorkerRunner)
+        self.headless = bool(getattr(environment.parsed_options, "headless", False))
+        self.live = LiveStats()
+        self.ending = gevent.event.Event()
+        self.channel: gevent.queue.Channel = gevent.queue.Channel()
+        self.run: Run | None = None  # master / local
+        self.last_run: Run | None = None
+        self.load: Load | None = None  # local / worker
+        self.run_info: dict[str, Any] | None = None  # worker: from the master
+        self.exit_code: int | None = None
+        self.refused: str | None = None
+        self._clients: tuple[ClientSettings, Any] | None = None
+        self._report: Any = None
+        self._watcher: Any = None
+
+    # ------------------------------------------------------------------ wiring
+
+    def attach(self) -> None:
+        env, events = self.environment, self.environment.events
+        env.chatload = self
+        env.stop_timeout = max(env.stop_timeout or 0.0, STOP_TIMEOUT_S)
+        install(env, self.live, total_duration_s=None)
+        events.test_start.add_listener(self.on_test_start)
+        events.spawning_complete.add_listener(self.on_spawning_complete)
+        events.test_stopping.add_listener(self.on_test_stopping)
+        events.test_stop.add_listener(self.on_test_stop)
+        events.quitting.add_listener(self.on_quitting)
+        if self.is_worker:
+            self.runner.register_message(MSG_RUN, self.on_run_message)
+            self.runner.register_message(MSG_SHARE, self.on_share_message)
+        if self.is_master:
+            self.runner.register_message(MSG_DONE, self.on_done_message)
+        gevent.signal_handler(signal.SIGTERM, self.on_sigterm)
+
+    def check_before_start(self) -> None:
+        """Headless master or local: a bad scenario or option, or no emulator, is one line and
+        exit code 2 before anything starts."""
+        try:
+            settings = run_options.resolve(self.environment.parsed_options)
+            line = self.refusal(settings)
+        except (run_options.UsageError, ScenarioError) as exc:
+            line = str(exc)
+        if line:
+            sys.stderr.write(f"chatload: {line}\n")
+            sys.stderr.flush()
+            sys.exit(runfolder.EXIT_INVALID)
+
+    def refusal(self, settings: run_options.RunSettings) -> str | None:
+        """Why this run must not start (consent, caps, no emulator), or None."""
+        scenario = settings.scenario
+        problem = consent_error(scenario, settings.confirm)
+        if problem:
+            return problem
+        caps = effective_caps(scenario, settings.max_chats, settings.max_rate)
+        problem = check_caps(plan(scenario), caps)
+        if problem:
+            return problem
+        if scenario.target.kind == "emulator" and settings.endpoint_url:
+            return runfolder.emulator_problem(settings.endpoint_url)
+        return None
+
+    # ------------------------------------------------------------------ master / local: the run
+
+    def shape_run(self) -> Run | None:
+        """The current run for the shape; prepares one at a run's first tick. None: stop."""
+        if self.run is None or self.run.stopped:
+            try:
+                self.run = self.prepare()
+            except (run_options.UsageError, ScenarioError, OSError) as exc:
+                self.refused = str(exc)
+                log.error("chatload: %s", exc)
+                self.exit_code = runfolder.EXIT_INVALID
+                return None
+        return self.run
+
+    def prepare(self) -> Run:
+        settings = run_options.resolve(self.environment.parsed_options)
+        problem = self.refusal(settings)
+        if problem:
+            raise run_options.UsageError(problem)
+        scenario = settings.scenario
+        run_id = settings.run_id or new_run_id(scenario.name)
+        if self.last_run is not None and self.last_run.run_id == run_id:
+            run_id = new_run_id(scenario.name)  # the web UI's next run
+        folder = runfolder.create(settings.out, run_id)
+        run = Run(settings, folder.name, folder, pool_size(scenario), time.time(), Schedule(scenario.stages))
+        run.meta = self.initial_meta(run)
+        runfolder.write_json(folder / "meta.json", run.meta)
+        self.ending.clear()
+        self.live.set_duration(scenario.duration_s)
+        quotas = run.meta["quotas"]
+        self.live.set_quota(quotas.get("concurrent_chats"), (quotas.get("StartChatContact") or {}).get("rate"))
+        log.info("chatload: run %s: %s, %d users, folder %s", run.run_id, scenario.name, run.users, folder)
+        return run
+
+    def initial_meta(self, run: Run) -> dict[str, Any]:
+        settings, scenario = run.settings, run.settings.scenario
+        target = scenario.target
+        quotas = runfolder.default_quotas()
+        if target.kind == "emulator" and settings.endpoint_url:
+            if target.emulator_config:
+                runfolder.admin(settings.endpoint_url, "PUT", "/_emulator/config", target.emulator_config)
+            quotas = runfolder.emulator_quotas(settings.endpoint_url, target.instance_id)
+        return {
+            "run_id": run.run_id,
+            "started_at": run.prepared_at,
+            "ended_at": None,
+            "scenario": scenario_to_dict(scenario),
+            "target": target.kind,
+            "endpoint": settings.endpoint_url,
+            "region": target.region,
+            "instance": target.instance_id,
+            "contact_flow": target.contact_flow_id,
+            "retry": {"mode": scenario.retry.mode, "max_attempts": scenario.retry.max_attempts},
+            "quotas": quotas,
+            "versions": runfolder.versions(),
+            "workers": [],
+            "lost_workers": [],
+            "users": run.users,
+            "clean_up": None,
+            "arrivals": None,
+            "interrupted": False,
+            "ended_early": None,
+        }
+
+    def finish_from_shape(self, reason: str | None) -> None:
+        """The shape is done: stop the test (workers included) so the clean-up runs before quit."""
+        if reason and self.run is not None:
+            self.run.ended_early = self.run.ended_early or reason
+        self.runner.stop()
+
+    # ------------------------------------------------------------------ events
+
+    def on_test_start(self, environment: Any, **_: Any) -> None:
+        if not self.is_worker:
+            run = self.shape_run() if self.run is None or self.run.stopped else self.run
+            if run is None:
+                gevent.spawn(self.runner.stop)
+                return
+            if run.outputs is None:
+                run.outputs = runfolder.LocustOutputs(environment, run.folder)
+                run.outputs.start()
+            if self.is_master:
+                self.runner.send_message(MSG_RUN, {"run_id": run.run_id, "folder": str(run.folder)})
+                return
+            self.start_load(run.settings, run.run_id, run.folder, "local")
+        else:
+            info = self.run_info or {}
+            try:
+                settings = run_options.resolve(environment.parsed_options)
+            except (run_options.UsageError, ScenarioError) as exc:
+                log.error("chatload: worker cannot run: %s", exc)
+                return
+            folder = Path(info.get("folder") or settings.out / (info.get("run_id") or "unknown-run"))
+            self.start_load(settings, info.get("run_id") or folder.name, folder, f"w{self.runner.worker_index}")
+
+    def start_load(self, settings: run_options.RunSettings, run_id: str, folder: Path, worker: str) -> None:
+        self.ending.clear()
+        scenario = settings.scenario
+        recorder = Recorder(folder / "attempts", worker, sink=self.live.record)
+        client_settings = ClientSettings(
+            target=scenario.target.kind,
+            endpoint_url=settings.endpoint_url,
+            region=scenario.target.region,
+            retry_mode=scenario.retry.mode,
+            max_attempts=scenario.retry.max_attempts,
+            pool_size=max(10, pool_size(scenario) + 10),
+        )
+        if self._clients is None or self._clients[0] != client_settings:
+            connect, participant = make_clients(client_settings)
+            self._clients = (client_settings, Api(connect, participant, client_settings.attempts_pinned))
+        self.load = Load(
+            settings, run_id, folder, worker, recorder, LiveChats(self.live), self._clients[1],
+            gevent.spawn(flush_forever, recorder, gevent.sleep),
+        )  # fmt: skip
+
+    def on_spawning_complete(self, user_count: int, **_: Any) -> None:
+        if self.is_worker:
+            return
+        run = self.run
+        if run is None or run.t0 is not None:
+            return
+        run.t0 = time.time() + (SHARE_LEAD_S if self.is_master else 0.0)
+        if self.is_master:
+            self.send_shares(run)
+            self._watcher = gevent.spawn(self.watch_workers, run)
+        else:
+            self.start_dispatcher(Share(), run.t0)
+
+    def start_dispatcher(self, share: Share, t0: float) -> None:
+        load = self.load
+        if load is None or load.dispatcher is not None:
+            return
+        scenario = load.settings.scenario
+        caps = effective_caps(scenario, load.settings.max_chats, load.settings.max_rate)
+        budget = None
+        if caps.max_chats is not None:
+            budget = ChatBudget(max(1, math.ceil(caps.max_chats * share.fraction)))
+        load.dispatcher = Dispatcher(
+            Schedule(scenario.stages), load.recorder, self.offer,
+            t0=t0, clock=time.time, nap=gevent.sleep, share=share, budget=budget,
+        )  # fmt: skip
+        load.dispatcher_greenlet = gevent.spawn(self.dispatch, load)
+
+    def dispatch(self, load: Load) -> None:
+        dispatcher = load.dispatcher
+        assert dispatcher is not None
+        wait_s = dispatcher.t0 - time.time()
+        if wait_s > 0:
+            gevent.sleep(wait_s)
+        dispatcher.run()
+        if dispatcher.budget_spent:
+            log.warning("chatload: the chat budget (max_chats) is spent: no more arrivals")
+            if self.run is not None:
+                self.run.ended_early = "max_chats reached"
+        self.ending.set()  # the schedule is over: customers end their chats now
+
+    def offer(self, arrival: Arrival) -> bool:
+        try:
+            self.channel.put(arrival, block=False)
+            return True
+        except gevent.queue.Full:
+            return False
+
+    def on_test_stopping(self, **_: Any) -> None:
+        self.ending.set()
+        if self.load is not None and self.load.dispatcher is not None:
+            self.load.dispatcher.stop()
+
+    def on_test_stop(self, environment: Any, **_: Any) -> None:
+        self.ending.set()
+        summary = self.finish_load()
+        if self.is_worker:
+            if summary is not None:
+                self.runner.send_message(MSG_DONE, summary)
+            return
+        run = self.run
+        if run is None or run.stopped:
+            return
+        run.stopped = True
+        self.last_run = run
+        if self._watcher is not None:
+            self._watcher.kill(block=False)
+        if summary is not None:
+            run.done[summary["worker"]] = summary
+        if self.is_master:
+            self.wait_for_workers(run)
+        self.write_final_meta(run)
+        if run.outputs is not None:
+            try:
+                run.outputs.finish()
+            except Exception:  # Locust's outputs must never cost us the report
+                log.exception("chatload: could not write Locust's outputs")
+        if not self.headless:
+            self._report = gevent.spawn(self.build_report, run)
+
+    def finish_load(self) -> dict[str, Any] | None:
+        """Local / worker: stop dispatching, end every live chat, close the attempts file."""
+        load = self.load
+        if load is None or load.finished:
+            return None
+        load.finished = True
+        if load.dispatcher is not None:
+            load.dispatcher.stop()
+        if load.dispatcher_greenlet is not None:
+            load.dispatcher_greenlet.kill(block=True)
+        ender = self.customer_for(load, "clean-up", 0)
+        summary = clean_up(
+            load.chats, lambda chat, op: self.end_for_clean_up(ender, chat, op), gevent.sleep, time.time,
+            deadline_s=CLEAN_UP_DEADLINE_S,
+        )  # fmt: skip
+        load.flusher.kill(block=True)
+        load.recorder.close(compact=True)
+        counts = load.dispatcher.ledger.total() if load.dispatcher is not None else None
+        return {
+            "worker": load.worker,
+            "clean_up": summary,
+            "arrivals": None if counts is None else {
+                "scheduled": counts.scheduled, "started": counts.started, "dropped": counts.dropped,
+            },
+        }  # fmt: skip
+
+    @staticmethod
+    def end_for_clean_up(ender: Customer, chat: LiveChat, operation: str) -> tuple[str, int, str]:
+        if operation == "DisconnectParticipant":
+            call = ender.call(operation, chat.stage, chat.chat, chat.contact_id, ConnectionToken=chat.connection_token)
+        else:
+            call = ender.call(
+                operation, chat.stage, chat.chat, chat.contact_id,
+                InstanceId=ender.instance_id, ContactId=chat.contact_id,
+            )  # fmt: skip
+        return call.operation, call.http_status, call.error_code
+
+    def write_final_meta(self, run: Run) -> None:
+        meta = dict(run.meta)
+        summaries = list(run.done.values())
+        not_ended = sorted(c for s in summaries for c in s["clean_up"]["not_ended"])
+        arrivals = [s["arrivals"] for s in summaries if s.get("arrivals")]
+        meta.update(
+            ended_at=time.time(),
+            workers=sorted(s["worker"] for s in summaries) or run.workers,
+            lost_workers=run.lost_workers,
+            clean_up={
+                "ended": sum(s["clean_up"]["ended"] for s in summaries),
+                "still_active": len(not_ended),
+                "not_ended": not_ended,
+            },
+            arrivals={k: sum(a[k] for a in arrivals) for k in ("scheduled", "started", "dropped")},
+            ended_early=run.ended_early,
+            interrupted=bool(run.meta.get("interrupted")),
+            schedule_started_at=run.t0,
+        )
+        missing = sorted(set(run.workers) - set(run.done))
+        if missing:
+            meta["clean_up"]["unreported_workers"] = missing
+        run.meta = meta
+        runfolder.write_json(run.folder / "meta.json", meta)
+        if not_ended:
+            log.warning("chatload: %d chats could not be ended: %s", len(not_ended), ", ".join(not_ended))
+
+    # ------------------------------------------------------------------ master and workers
+
+    def active_workers(self) -> list[Any]:
+        nodes = [n for n in self.runner.clients.values() if n.state != STATE_MISSING]
+        return sorted(nodes, key=lambda n: self.runner.get_worker_index(n.id))
+
+    def send_shares(self, run: Run) -> None:
+        nodes = self.active_workers()
+        run.workers = [f"w{self.runner.get_worker_index(n.id)}" for n in nodes]
+        for i, node in enumerate(nodes):
+            self.runner.send_message(MSG_SHARE, {"index": i, "count": len(nodes), "t0": run.t0}, client_id=node.id)
+
+    def watch_workers(self, run: Run) -> None:
+        """Master: re-base the shares when a worker joins or leaves during the run."""
+        known = {n.id for n in self.active_workers()}
+        while not run.stopped:
+            gevent.sleep(1.0)
+            now = {n.id for n in self.active_workers()}
+            if now == known:
+                continue
+            for lost in known - now:
+                name = f"w{self.runner.get_worker_index(lost)}"
+                run.lost_workers.append({"worker": name, "at": time.time()})
+                log.warning("chatload: worker %s lost: the others take over its share", name)
+            known = now
+            if now:
+                self.send_shares(run)
+
+    def on_run_message(self, environment: Any, msg: Any, **_: Any) -> None:
+        self.run_info = dict(msg.data)
+
+    def on_share_message(self, environment: Any, msg: Any, **_: Any) -> None:
+        count, index = int(msg.data["count"]), int(msg.data["index"])
+        fraction, phase = 1.0 / count, (index + 1) / count
+        load = self.load
+        if load is None:
+            return
+        if load.dispatcher is None:
+            self.start_dispatcher(Share(fraction=fraction, phase=phase), float(msg.data["t0"]))
+        else:
+            load.dispatcher.rebase(fraction, phase)
+
+    def on_done_message(self, environment: Any, msg: Any, **_: Any) -> None:
+        if self.run is not None:
+            self.run.done[msg.data["worker"]] = msg.data
+
+    def wait_for_workers(self, run: Run) -> None:
+        deadline = time.time() + WORKER_DONE_WAIT_S
+        while set(run.workers) - set(run.done) and time.time() < deadline:
+            gevent.sleep(0.2)
+
+    # ------------------------------------------------------------------ users
+
+    def customer_for(self, load: Load, name: str, index: int) -> Customer:
+        scenario = load.settings.scenario
+
+        def report(call: Call, fire: Any = self.environment.events.request.fire) -> None:
+            fire(
+                request_type=call.operation,
+                name=call.operation,
+                response_time=call.latency_ms,
+                response_length=0,
+                exception=None if call.outcome == "ok" else CallFailed(call.outcome, call.error_code),
+                context={},
+            )
+
+        return Customer(
+            api=load.api, recorder=load.recorder, chats=load.chats, life=scenario.chat,
+            instance_id=scenario.target.instance_id, contact_flow_id=scenario.target.contact_flow_id,
+            rng=random.Random(f"{load.run_id}/{load.worker}/{index}"), ending=self.ending, sleep=gevent.sleep,
+            name=f"{load.worker}-{name}", report=report,
+        )  # fmt: skip
+
+    def new_customer(self) -> Customer | None:
+        """A customer for a user that starts now (None when this process has no run)."""
+        load = self.load
+        if load is None or load.finished:
+            return None
+        load.users += 1
+        return self.customer_for(load, f"u{load.users}", load.users)
+
+    def next_arrival(self, timeout_s: float = ARRIVAL_WAIT_S) -> Arrival | None:
+        """An arrival for an idle user, or None after timeout_s (so Locust can stop the user)."""
+        if self.ending.is_set():
+            gevent.sleep(timeout_s)
+            return None
+        try:
+            return self.channel.get(timeout=timeout_s)
+        except gevent.queue.Empty:
+            return None
+
+    # ------------------------------------------------------------------ the end
+
+    def on_sigterm(self) -> None:
+        """Flush what we have before Locust's own SIGTERM handling quits (and fires quitting)."""
+        if self.load is not None and not self.load.finished:
+            self.load.recorder.flush()
+        if self.run is not None and not self.run.stopped:
+            self.run.meta["interrupted"] = True
+            runfolder.write_json(self.run.folder / "meta.json", self.run.meta)
+
+    def on_quitting(self, environment: Any, **_: Any) -> None:
+        if (self.load is not None and not self.load.finished) or (self.run is not None and not self.run.stopped):
+            self.runner.stop()
+            if self.load is not None and not self.load.finished:  # stop() found nothing running
+                self.on_test_stop(environment)
+        if self.is_worker:
+            environment.process_exit_code = 0
+            return
+        if self._report is not None:
+            self._report.join()
+        run = self.last_run
+        if run is None:
+            environment.process_exit_code = self.exit_code if self.exit_code is not None else runfolder.EXIT_INVALID
+            return
+        if self.headless:
+            self.exit_code, line = runfolder.run_report(run.folder)
+            sys.stderr.write(line + "\n")
+        environment.process_exit_code = self.exit_code
+
+    def build_report(self, run: Run) -> None:
+        self.exit_code, line = runfolder.run_report(run.folder)
+        log.info(line)
+
+
+def attach(environment: Any) -> Session:
+    """Create this process's session on Locust's init event."""
+    session = Session(environment)
+    session.attach()
+    if session.headless and not session.is_worker:
+        session.check_before_start()
+    return session
