@@ -91,7 +91,8 @@ def _pin(cpu: int | None) -> dict:
 
 
 @contextlib.contextmanager
-def _server(command: list[str], cpu: int | None) -> Iterator[str]:
+def _server(command: list[str], cpu: int | None, startup: dict[str, float]) -> Iterator[str]:
+    began = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=ROOT, **_pin(cpu))
     try:
@@ -99,6 +100,7 @@ def _server(command: list[str], cpu: int | None) -> Iterator[str]:
         line = process.stdout.readline()
         if not line.startswith(LISTENING):
             raise RuntimeError(f"server did not start: {line!r} {process.stderr.read() if process.stderr else ''}")
+        startup["seconds"] = time.perf_counter() - began
         yield line[len(LISTENING):].strip()
     finally:
         process.terminate()
@@ -225,7 +227,8 @@ def main() -> int:
             "emulator": [sys.executable, "-m", "emulator", "--port", "0", "--config", str(config), "--quiet"],
         }
         for name, command in servers.items():
-            with _server(command, server_cpu) as url:
+            startup: dict[str, float] = {}
+            with _server(command, server_cpu, startup) as url:
                 _wrk(url, 1.0, args.connections, client_cpu, script)  # warm-up
                 rps = _wrk(url, args.duration, args.connections, client_cpu, script)
                 if client_cpu is not None:
@@ -233,7 +236,8 @@ def main() -> int:
                 latency = _paced_latency(url, args.rate, args.duration, 1.0, args.latency_connections)
                 if cpus:
                     os.sched_setaffinity(0, set(cpus))
-                results[name] = {"start_chat_requests_per_s": round(rps), "latency": latency}
+                results[name] = {"start_chat_requests_per_s": round(rps), "latency": latency,
+                                 "startup_s": round(startup["seconds"], 3)}
                 if name == "emulator":
                     with __import__("urllib.request").request.urlopen(url + "/_emulator/state") as r:
                         counters = json.load(r)["operations"]["StartChatContact"]
@@ -247,7 +251,9 @@ def main() -> int:
     report = {
         "benchmark": "emulator StartChatContact",
         "server_cpu": server_cpu, "client_cpu": client_cpu,
-        "emulator": {"requests_per_s": emu["start_chat_requests_per_s"], **emu["latency"]},
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "emulator": {"requests_per_s": emu["start_chat_requests_per_s"], "startup_s": emu["startup_s"],
+                     **emu["latency"]},
         "noop": {"requests_per_s": noop["start_chat_requests_per_s"], **noop["latency"]},
         "ratio": {
             "throughput_emulator_over_noop": round(emu_rps / noop_rps, 3),
@@ -257,6 +263,7 @@ def main() -> int:
             "requests_per_s_at_least_10000": emu["start_chat_requests_per_s"] >= 10000,
             "p99_under_2ms_at_1000_per_s": emu["latency"]["p99_ms"] < 2.0,
             "no_40ms_stalls": emu["latency"]["over_40ms"] == 0,
+            "startup_under_2s": emu["startup_s"] < 2.0,
         },
     }
     print(json.dumps(report, indent=2))
