@@ -73,7 +73,7 @@ def offered_vs_accepted(per_second: pd.DataFrame) -> Figure:
             lw=1, drawstyle="steps-post")
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("calls / s")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", bbox_to_anchor=(0, 0.93))
     return fig
 
 
@@ -90,7 +90,7 @@ def outcomes_stacked(per_second: pd.DataFrame) -> Figure:
     )
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("calls / s")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(0, 0.93))
     return fig
 
 
@@ -126,7 +126,7 @@ def active_chats(per_second: pd.DataFrame, quota: float | None) -> Figure:
         ax.axhline(quota, color="#c0392b", ls="--", lw=1, label=f"quota {quota:g}")
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("active chats")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", bbox_to_anchor=(0, 0.93))
     return fig
 
 
