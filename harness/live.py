@@ -4,7 +4,8 @@ One `LiveStats` per process. The load generator calls `record(row)` for every at
 same dicts the recorder writes), `chat_started()` / `chat_ended()` around each chat, `set_stage()`
 when a stage begins and `set_quota()` when the quotas are known. `record` is on the hot path: it
 does two or three dict look-ups and two integer increments, no locks (gevent), no allocation
-except the first time a (second, operation, outcome) appears.
+except the first time a (second, operation, outcome) appears. Until `set_stage()` is called, the
+stage shown is the `stage` of the rows, read once a second (then no target rate is known).
 
 Counts are kept per whole epoch second in a small ring (`window_s` seconds, 60 by default) and as
 run totals, both as ``{operation: {outcome: count}}``. Rates are counts over the last
@@ -93,6 +94,7 @@ class LiveStats:
         self._sent_seconds: dict[int, Counts] = {}
         self._sent_totals: Counts = {}
         self._workers: dict[str, _Worker] = {}
+        self._row_stage: str | None = None  # the rows' stage, used until set_stage() is called
         self._peak_active = self._active
 
     def start(self) -> None:
@@ -112,6 +114,7 @@ class LiveStats:
         second = int(self._clock())
         if second != self._current_second:
             self._roll(second)
+            self._row_stage = row.get("stage") or self._row_stage  # once a second, not per row
         op = row["operation"]
         outcome = row["outcome"]
         by_outcome = self._current.get(op)
@@ -184,6 +187,7 @@ class LiveStats:
             "stage": self.stage,
             "target_rate": self.target_rate,
             "stage_set_at": self._stage_set_at if self.stage is not None else None,
+            "row_stage": self._row_stage,
             "quota_concurrent_chats": self.quota_concurrent_chats,
             "quota_start_chat_rate": self.quota_start_chat_rate,
             "total_duration_s": self.total_duration_s,
@@ -212,6 +216,8 @@ class LiveStats:
             self.stage = report["stage"]
             self.target_rate = report.get("target_rate")
             self._stage_set_at = stage_set_at
+        if report.get("row_stage"):
+            self._row_stage = report["row_stage"]
         self.set_quota(report.get("quota_concurrent_chats"), report.get("quota_start_chat_rate"))
         if self.total_duration_s is None and report.get("total_duration_s") is not None:
             self.total_duration_s = float(report["total_duration_s"])
@@ -263,7 +269,7 @@ class LiveStats:
             started_at=self.started_at,
             elapsed_s=elapsed,
             remaining_s=remaining,
-            stage=self.stage,
+            stage=self.stage if self.stage is not None else self._row_stage,
             target_rate=self.target_rate,
             rate_window_s=float(span),
             offered_rate=offered_rate,

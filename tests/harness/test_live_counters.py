@@ -124,6 +124,23 @@ def test_active_chats_peak_stage_quota(clock):
     assert (snap.quota_concurrent_chats, snap.quota_start_chat_rate) == (500, 5.0)
 
 
+def test_stage_from_the_rows_until_set_stage(clock):
+    live = LiveStats(clock)
+    live.start()
+    live.record({"operation": "StartChatContact", "outcome": "ok", "stage": "warm-up"})
+    assert (live.snapshot().stage, live.snapshot().target_rate) == ("warm-up", None)
+    clock.advance(1)
+    live.record({"operation": "StartChatContact", "outcome": "ok", "stage": "steady"})
+    assert live.snapshot().stage == "steady"
+    master = LiveStats(clock)
+    master.merge("w1", ship(live.take_report()))
+    assert master.snapshot().stage == "steady"
+    live.set_stage("named", 3)
+    clock.advance(1)
+    live.record({"operation": "StartChatContact", "outcome": "ok", "stage": "other"})
+    assert (live.snapshot().stage, live.snapshot().target_rate) == ("named", 3.0)
+
+
 def test_start_resets_counts_but_keeps_states(clock):
     live = LiveStats(clock)
     live.set_stage("hold", 3)
