@@ -74,3 +74,21 @@ def test_bad_config_file_is_one_line_and_exit_2(tmp_path):
 def test_main_rejects_an_impossible_port(capsys):
     assert main(["--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_running_emulator_reports_a_start_failure_and_leaves_no_process():
+    from emulator.testing import running_emulator
+
+    with pytest.raises(RuntimeError, match=r"rates\.StartChatContact\.rate"), \
+            running_emulator({"rates": {"StartChatContact": {"rate": -1, "burst": 8}}}):
+        pass
+
+
+def test_running_emulator_stops_the_process_even_when_the_block_fails():
+    from emulator.testing import running_emulator
+
+    with pytest.raises(ZeroDivisionError), running_emulator() as handle:
+        process = handle.process
+        assert handle.health() == {"status": "ok"}
+        1 / 0  # noqa: B018
+    assert process.poll() is not None
