@@ -208,8 +208,8 @@ def _state_counters(url: str) -> dict[str, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="alternating rounds per server; the best round counts (default 3)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating rounds per server; the best round counts (default 5)")
     parser.add_argument("--connections", type=int, default=32, help="wrk keep-alive connections (default 32)")
     parser.add_argument("--rate", type=float, default=1000.0, help="paced rate for the latency figure (default 1000)")
     parser.add_argument("--latency-connections", type=int, default=16)

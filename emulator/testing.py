@@ -8,8 +8,9 @@
         assert emu.state()["operations"]["StartChatContact"]["accepted"] == 1
 
 `running_emulator(config=None, time_scale=None, *, startup_timeout_s=10.0, quiet=True)` writes
-`config` (a dict of the TOML file's shape, see docs/emulator.md; None = built-in default) to a
-temporary TOML file, starts `python -m emulator --port 0 --config FILE` with the current interpreter
+`config` (a dict of the TOML file's shape, see docs/emulator.md; None or {} = the built-in default;
+keys not given keep their defaults, but a config that lists `instances` replaces the built-in
+instance) to a temporary TOML file, starts `python -m emulator --port 0 --config FILE` with the current interpreter
 on 127.0.0.1, waits for its `listening on` line and yields an EmulatorHandle:
 
     .url            "http://127.0.0.1:PORT"
