@@ -3,8 +3,8 @@
 On a terminal: one line rewritten about 4 times a second ("\\r", the line, clear to end of line),
 cut to the terminal's width so it never wraps; a log record printed meanwhile first clears the line,
 so Locust's own log lines stay whole (the next refresh draws the progress line again below them).
-Not on a terminal (CI logs): a plain line every 10 s. Either way the last line, at quitting, ends
-with a newline. Everything goes to one stream, stderr by default (where Locust logs).
+Not on a terminal (CI logs): a plain line every 10 s. Either way the last line, when the run stops,
+ends with a newline. Everything goes to one stream, stderr by default (where Locust logs).
 
     ramp 0:42 (1:18 left) | offered 5.2/s accepted 4.9/s (target 6.0/s) | throttled tps 12 conc 0 unknown 0
     | errors 0 | dropped 0 | chats 37/500
@@ -216,19 +216,24 @@ class ProgressPrinter:
 
 
 def attach(environment: Any, live: LiveStats, stream: TextIO | None = None) -> ProgressPrinter:
-    """Show the progress line of `live` from test_start until Locust quits."""
+    """Show the progress line of `live` from test_start to test_stop (or quitting, whichever comes
+    first). Ending at test_stop keeps what the harness prints after the run (the report's summary)
+    on lines of its own."""
     printer = ProgressPrinter(live, stream)
-    started = False
+    showing = False
 
     def on_test_start(**_kwargs: Any) -> None:
-        nonlocal started
-        started = True
+        nonlocal showing
+        showing = True
         printer.start()
 
-    def on_quitting(**_kwargs: Any) -> None:
-        if started:
+    def on_end(**_kwargs: Any) -> None:
+        nonlocal showing
+        if showing:
+            showing = False
             printer.finish()
 
     environment.events.test_start.add_listener(on_test_start)
-    environment.events.quitting.add_listener(on_quitting)
+    environment.events.test_stop.add_listener(on_end)
+    environment.events.quitting.add_listener(on_end)
     return printer

@@ -97,7 +97,7 @@ def test_headless_local_run_prints_plain_progress_lines(tmp_path):
     result = run_locust(tmp_path, "--headless", "-u", "2", "-r", "10", "-t", "4s", "--only-summary")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = progress_lines(result.stderr)
-    assert len(lines) >= 2, result.stderr[-2000:]  # one at the start, the last at quitting
+    assert len(lines) >= 2, result.stderr[-2000:]  # one at the start, the last at the stop
     assert "\r" not in result.stderr and "\x1b[K" not in result.stderr
     last = lines[-1]
     assert last.startswith("[chatload] stopped 0:0")
