@@ -131,9 +131,8 @@ def make_app(store: ChatStore) -> ASGIApp:
             store.unknown_requests += 1
             await respond(send, 404, {"message": f"No admin endpoint {method} {path}"}, "UnknownOperationException")
 
-    async def app(scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return
+    async def route(scope: dict, receive: Callable, send: Callable) -> tuple[str, Call] | None:
+        """The operation and call of a request, or None when it was answered here (admin, unknown)."""
         method = scope["method"]
         path = scope["path"]
         operation = ROUTES.get((method, path))
@@ -146,33 +145,49 @@ def make_app(store: ChatStore) -> ASGIApp:
                 call.attempt = _attempt(value)
             elif name == b"x-amz-bearer":
                 call.bearer = value.decode("latin-1")
-            elif name == b"content-length":
-                declared = int(value) if value.isdigit() else 0
-        if operation is None:
-            if path.startswith("/_emulator/"):
-                await admin(scope, receive, send, method, path, declared)
-                return
-            parts = scope["raw_path"].split(b"/")
-            if method == "GET" and len(parts) == 4 and parts[1] == b"contacts":
-                operation = "DescribeContact"
-                call.instance_id = unquote(parts[2].decode("latin-1"))
-                call.contact_id = unquote(parts[3].decode("latin-1"))
-            else:
-                store.unknown_requests += 1
-                await respond(send, 404, {"message": f"No operation {method} {path}"}, "UnknownOperationException")
-                return
-        else:
+            elif name == b"content-length" and value.isdigit():
+                declared = int(value) if len(value) < 16 else MAX_BODY + 1
+        if operation is not None:
             call.body = parse(await read_body(receive, declared))
+            return operation, call
+        if path.startswith("/_emulator/"):
+            await admin(scope, receive, send, method, path, declared)
+            return None
+        parts = scope["raw_path"].split(b"/")
+        if method == "GET" and len(parts) == 4 and parts[1] == b"contacts":
+            call.instance_id = unquote(parts[2].decode("latin-1"))
+            call.contact_id = unquote(parts[3].decode("latin-1"))
+            return "DescribeContact", call
+        store.unknown_requests += 1
+        await respond(send, 404, {"message": f"No operation {method} {path}"}, "UnknownOperationException")
+        return None
+
+    async def internal_error(send: Callable, operation: str | None) -> None:
+        """A bug: log it, answer like AWS would, keep serving."""
+        traceback.print_exc(file=sys.stderr)
+        if operation is not None:
+            store.counters[operation]["server_error"] += 1
+        code = "InternalServerException" if operation in PARTICIPANT else "InternalServiceException"
+        await respond(send, 500, {"Message": "Internal error in the emulator"}, code)
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            routed = await route(scope, receive, send)
+        except Exception:
+            await internal_error(send, None)
+            return
+        if routed is None:
+            return
+        operation, call = routed
         try:
             result = store.handle(operation, call)
         except ApiError as error:
             await respond(send, error.status, error.body(), error.code)
             return
-        except Exception:  # a bug: answer like AWS would and keep serving
-            traceback.print_exc(file=sys.stderr)
-            store.counters[operation]["server_error"] += 1
-            code = "InternalServerException" if operation in PARTICIPANT else "InternalServiceException"
-            await respond(send, 500, {"Message": "Internal error in the emulator"}, code)
+        except Exception:
+            await internal_error(send, operation)
             return
         await respond(send, 200, result)
 
