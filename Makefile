@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SCENARIO ?= scenarios/ci-smoke.toml
 
-.PHONY: setup run test lint bench clean browser
+.PHONY: setup run test lint bench clean browser wrk
 
 setup: $(STAMP) browser
 
@@ -37,7 +37,14 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-bench: setup
+# Debian's wrk drives the emulator benchmark.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else echo "wrk not found: install Debian's wrk for the emulator benchmark"; fi; }
+
+bench: setup wrk
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
