@@ -341,6 +341,10 @@ class Session:
         if self.is_worker:
             if summary is not None:
                 self.runner.send_message(MSG_DONE, summary)
+            # Locust's worker sleeps stop_timeout after a stop before it reads the next message; our
+            # users are gone already, so let it hear the master's quit at once (the next spawn
+            # message sets stop_timeout again).
+            environment.stop_timeout = 0
             return
         run = self.run
         if run is None or run.stopped:
