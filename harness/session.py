@@ -524,12 +524,20 @@ class Session:
     # ------------------------------------------------------------------ the end
 
     def on_sigterm(self) -> None:
-        """Flush what we have before Locust's own SIGTERM handling quits (and fires quitting)."""
+        """Flush the attempts and mark meta.json interrupted; then make sure the run ends.
+
+        Locust installs its own SIGTERM handler (which fires quitting) only after a headless shape
+        run has ended; during one, the shape ends the run at its next tick (within a second), by the
+        same path as a normal end: stop (chats ended, clean-up), quit, report, exit code."""
         if self.load is not None and not self.load.finished:
             self.load.recorder.flush()
-        if self.run is not None and not self.run.stopped:
-            self.run.meta["interrupted"] = True
-            runfolder.write_json(self.run.folder / "meta.json", self.run.meta)
+        run = self.run
+        if run is not None and not run.stopped:
+            run.meta["interrupted"] = True
+            runfolder.write_json(run.folder / "meta.json", run.meta)
+            if self.headless and not self.is_worker:
+                log.warning("chatload: SIGTERM: ending the run and its chats")
+                run.ended_early = run.ended_early or "interrupted by SIGTERM"
 
     def on_quitting(self, environment: Any, **_: Any) -> None:
         if (self.load is not None and not self.load.finished) or (self.run is not None and not self.run.stopped):

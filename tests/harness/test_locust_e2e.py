@@ -206,3 +206,33 @@ def test_no_emulator_is_said_clearly(tmp_path):
     done = locust(["--scenario", "ci-smoke", "--endpoint-url", url, "--out", str(tmp_path / "out")], timeout_s=60)
     assert done.returncode == 2
     assert f"no chatload emulator answers at {url}" in done.stdout and "Traceback" not in done.stdout
+
+
+def test_sigterm_ends_the_run_its_chats_and_keeps_the_rows(tmp_path):
+    import time
+
+    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--only-summary",
+           "--rate", "4", "--duration", "60s", "--hold", "30s", "--out", str(tmp_path / "out")]
+    with running_emulator() as emu:
+        proc = subprocess.Popen([*cmd, "--endpoint-url", emu.url], cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            deadline = time.time() + 30
+            while time.time() < deadline and not list((tmp_path / "out").glob("*/attempts/local.csv")):
+                time.sleep(0.2)
+            time.sleep(2)
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=45)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        state = emu.state()
+    assert proc.returncode in (0, 1, 2), out[-3000:]
+    run = only_run(tmp_path / "out")
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["interrupted"] is True and meta["ended_early"] == "interrupted by SIGTERM"
+    assert meta["clean_up"]["still_active"] == 0
+    assert state["instances"][DEFAULT_INSTANCE_ID]["active_chats"] == 0
+    frame = attempts(run)
+    assert counts(frame, "StartChatContact").get("ok", 0) == state["operations"]["StartChatContact"]["accepted"] > 0
