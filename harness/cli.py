@@ -300,7 +300,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.verbose:
             cmd += ["--loglevel", "WARNING"]
         if args.processes and args.processes > 1:
-            cmd += ["--processes", str(args.processes), "--master-bind-host", "127.0.0.1"]
+            port = str(processes.free_port())  # never Locust's fixed 5557: two runs would share workers
+            cmd += ["--processes", str(args.processes), "--master-bind-host", "127.0.0.1",
+                    "--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]  # fmt: skip
         print(f"chatload: run {run_id}: {scenario.name}, {total_s:.0f} s, target {target}", file=sys.stderr)
         code = processes.run_locust(cmd, watchdog_s=total_s + 180)
     print(f"chatload: run folder {run_dir}", file=sys.stderr)

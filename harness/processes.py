@@ -112,6 +112,15 @@ def stop_process(proc: subprocess.Popen[str], grace_s: float = 10.0) -> None:
         proc.wait()
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def check_endpoint(url: str, timeout_s: float = 3.0) -> dict | None:
     """GET the emulator's health page. Returns the emulator state, or None for a non-emulator
     endpoint that answers HTTP. Raises ProcessError when nothing answers."""

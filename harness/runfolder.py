@@ -108,6 +108,19 @@ def default_quotas() -> dict[str, Any]:
     }
 
 
+def aws_quotas(region: str, instance_id: str) -> dict[str, Any]:
+    """Applied quotas from Service Quotas for a real instance; AWS's defaults (with the reason in
+    "notes") when they cannot be read."""
+    import boto3
+
+    from harness.preflight import PreflightError, meta_quotas, read_quotas_for_instance
+
+    try:
+        return meta_quotas(read_quotas_for_instance(boto3.Session(), region, instance_id))
+    except PreflightError as exc:
+        return {**default_quotas(), "notes": [str(exc)]}
+
+
 # ---------------------------------------------------------------- Locust's own outputs
 
 

@@ -43,7 +43,7 @@ from harness.pacer import Schedule, Share
 from harness.preflight import consent_error, plan
 from harness.recorder import Recorder, flush_forever
 from harness.runid import new_run_id
-from harness.safety import ChatBudget, check_caps, effective_caps
+from harness.safety import ChatBudget, KillSwitch, check_caps, effective_caps
 from harness.scenario import ScenarioError, pool_size, scenario_to_dict
 
 log = logging.getLogger("chatload")
@@ -54,6 +54,7 @@ ARRIVAL_WAIT_S = 0.5  # an idle user waits this long for an arrival, then lets L
 CLEAN_UP_DEADLINE_S = 60.0
 WORKER_DONE_WAIT_S = CLEAN_UP_DEADLINE_S + 30.0
 MSG_RUN, MSG_SHARE, MSG_DONE = "chatload_run", "chatload_share", "chatload_done"
+MSG_KILL = "chatload_kill"
 
 
 @dataclass
@@ -99,6 +100,8 @@ class Load:
     dispatcher_greenlet: Any = None
     users: int = 0
     finished: bool = False
+    kill_switch: KillSwitch | None = None
+    killed: bool = False
 
 
 class Session:
@@ -138,6 +141,7 @@ class Session:
             self.runner.register_message(MSG_SHARE, self.on_share_message)
         if self.is_master:
             self.runner.register_message(MSG_DONE, self.on_done_message)
+            self.runner.register_message(MSG_KILL, self.on_kill_message)
         gevent.signal_handler(signal.SIGTERM, self.on_sigterm)
 
     def check_before_start(self) -> None:
@@ -205,6 +209,8 @@ class Session:
         settings, scenario = run.settings, run.settings.scenario
         target = scenario.target
         quotas = runfolder.default_quotas()
+        if target.kind == "aws":
+            quotas = runfolder.aws_quotas(target.region, target.instance_id)
         if target.kind == "emulator" and settings.endpoint_url:
             if target.emulator_config:
                 runfolder.admin(settings.endpoint_url, "PUT", "/_emulator/config", target.emulator_config)
@@ -281,6 +287,8 @@ class Session:
             settings, run_id, folder, worker, recorder, LiveChats(self.live), self._clients[1],
             gevent.spawn(flush_forever, recorder, gevent.sleep),
         )  # fmt: skip
+        caps = effective_caps(scenario, settings.max_chats, settings.max_rate)
+        self.load.kill_switch = KillSwitch(caps.max_error_share) if caps.max_error_share is not None else None
 
     def on_spawning_complete(self, user_count: int, **_: Any) -> None:
         if self.is_worker:
@@ -472,6 +480,22 @@ class Session:
         else:
             load.dispatcher.rebase(fraction, phase)
 
+    def kill(self, load: Load, reason: str) -> None:
+        """The kill switch tripped in this process: stop the whole run (through the master)."""
+        load.killed = True
+        log.error("chatload: kill switch: %s; stopping the run", reason)
+        if self.is_worker:
+            self.runner.send_message(MSG_KILL, {"reason": reason})
+        elif self.run is not None and not self.run.stopped:
+            self.run.ended_early = self.run.ended_early or f"kill switch: {reason}"
+            gevent.spawn(self.runner.stop)
+
+    def on_kill_message(self, environment: Any, msg: Any, **_: Any) -> None:
+        run = self.run
+        if run is not None and not run.stopped:
+            run.ended_early = run.ended_early or f"kill switch: {msg.data.get('reason')}"
+            gevent.spawn(self.runner.stop)
+
     def on_done_message(self, environment: Any, msg: Any, **_: Any) -> None:
         if self.run is not None:
             self.run.done[msg.data["worker"]] = msg.data
@@ -487,6 +511,8 @@ class Session:
         scenario = load.settings.scenario
 
         def report(call: Call, fire: Any = self.environment.events.request.fire) -> None:
+            if load.kill_switch is not None and not load.killed and load.kill_switch.feed(time.time(), call.outcome):
+                self.kill(load, load.kill_switch.tripped or "too many unexpected errors")
             fire(
                 request_type=call.operation,
                 name=call.operation,
