@@ -305,11 +305,28 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]  # fmt: skip
         print(f"chatload: run {run_id}: {scenario.name}, {total_s:.0f} s, target {target}", file=sys.stderr)
         code = processes.run_locust(cmd, watchdog_s=total_s + 180)
-    print(f"chatload: run folder {run_dir}", file=sys.stderr)
+    code = code if code in (EXIT_OK, EXIT_THRESHOLD, EXIT_INVALID) else EXIT_INVALID
+    print(f"chatload: {verdict(run_dir, code)}", file=sys.stderr)
+    return code
+
+
+def verdict(run_dir: Path, code: int) -> str:
+    """The run's last line: what happened, the exit code and where the report is."""
+    import json
+
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return f"exit {code}; no report was built (run folder {run_dir})"
+    if not summary.get("valid", False):
+        what = "INVALID run: " + "; ".join(summary.get("invalid_reasons") or ["see the report"])
+    elif summary.get("passed"):
+        what = "thresholds passed"
+    else:
+        failed = [t["name"] for t in summary.get("thresholds", []) if not t.get("passed")]
+        what = "threshold failed: " + ", ".join(failed)
     report = run_dir / "report.html"
-    if report.is_file():
-        print(f"chatload: report {report}", file=sys.stderr)
-    return code if code in (EXIT_OK, EXIT_THRESHOLD, EXIT_INVALID) else EXIT_INVALID
+    return f"{what} (exit {code}); report {report if report.is_file() else run_dir}"
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
