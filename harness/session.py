@@ -12,6 +12,9 @@ A `Session` lives on `environment.chatload` (one per process) and goes through o
   clean-up of chats still live at test_stop;
 - every process: `ending` (set at the end of the schedule or when the test stops) cuts waits short
   so customers end their chats promptly; SIGTERM flushes the attempts before Locust quits.
+
+The messages between master and workers and the shares are in harness.workers; the clean-up and
+the final meta.json in harness.finish; the per-run state (`Run`, `Load`) in harness.run.
 """
 
 from __future__ import annotations
@@ -22,86 +25,47 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gevent
 import gevent.event
 import gevent.queue
-from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from harness import options as run_options
 from harness import runfolder
 from harness.arrivals import Dispatcher
-from harness.chats import LiveChat, LiveChats, clean_up
+from harness.chats import LiveChats
 from harness.client import Api, Call, ClientSettings, make_clients
 from harness.customer import Arrival, Customer
+from harness.finish import CLEAN_UP_DEADLINE_S, end_load, write_final_meta
 from harness.live import LiveStats, install
 from harness.outcome import CallFailed
 from harness.pacer import Schedule, Share
 from harness.preflight import consent_error, plan
 from harness.recorder import Recorder, flush_forever
+from harness.run import Load, Run
 from harness.runid import new_run_id
 from harness.safety import ChatBudget, KillSwitch, check_caps, effective_caps
 from harness.scenario import ScenarioError, pool_size, scenario_to_dict
+from harness.workers import (
+    MSG_DONE,
+    MSG_KILL,
+    MSG_RUN,
+    MSG_SHARE,
+    send_shares,
+    share_of,
+    wait_for_workers,
+    watch_workers,
+)
 
 log = logging.getLogger("chatload")
 
 STOP_TIMEOUT_S = 30.0  # users get this long to end their chats when the test stops
 SHARE_LEAD_S = 0.3  # a worker's schedule starts this long after the master sends the share
 ARRIVAL_WAIT_S = 0.5  # an idle user waits this long for an arrival, then lets Locust stop it
-CLEAN_UP_DEADLINE_S = 60.0
 WORKER_DONE_WAIT_S = CLEAN_UP_DEADLINE_S + 30.0
-MSG_RUN, MSG_SHARE, MSG_DONE = "chatload_run", "chatload_share", "chatload_done"
-MSG_KILL = "chatload_kill"
-
-
-@dataclass
-class Run:
-    """One test run as this process sees it."""
-
-    settings: run_options.RunSettings
-    run_id: str
-    folder: Path
-    users: int
-    prepared_at: float
-    schedule: Schedule
-    t0: float | None = None  # epoch seconds the schedule started
-    ended_early: str | None = None
-    stopped: bool = False
-    outputs: Any = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    done: dict[str, dict] = field(default_factory=dict)  # worker -> its end-of-run summary
-    workers: list[str] = field(default_factory=list)
-    lost_workers: list[dict] = field(default_factory=list)
-
-    @property
-    def duration_s(self) -> float:
-        return self.schedule.duration_s
-
-    def schedule_ends_at(self) -> float | None:
-        return None if self.t0 is None else self.t0 + self.schedule.duration_s
-
-
-@dataclass
-class Load:
-    """What a local runner or worker runs: recorder, registry, clients, dispatcher."""
-
-    settings: run_options.RunSettings
-    run_id: str
-    folder: Path
-    worker: str
-    recorder: Recorder
-    chats: LiveChats
-    api: Api
-    flusher: Any
-    dispatcher: Dispatcher | None = None
-    dispatcher_greenlet: Any = None
-    users: int = 0
-    finished: bool = False
-    kill_switch: KillSwitch | None = None
-    killed: bool = False
 
 
 class Session:
@@ -298,8 +262,8 @@ class Session:
             return
         run.t0 = time.time() + (SHARE_LEAD_S if self.is_master else 0.0)
         if self.is_master:
-            self.send_shares(run)
-            self._watcher = gevent.spawn(self.watch_workers, run)
+            send_shares(self.runner, run)
+            self._watcher = gevent.spawn(watch_workers, self.runner, run, gevent.sleep)
         else:
             self.start_dispatcher(Share(), run.t0)
 
@@ -364,8 +328,8 @@ class Session:
         if summary is not None:
             run.done[summary["worker"]] = summary
         if self.is_master:
-            self.wait_for_workers(run)
-        self.write_final_meta(run)
+            wait_for_workers(run, WORKER_DONE_WAIT_S, gevent.sleep)
+        write_final_meta(run)
         if run.outputs is not None:
             try:
                 run.outputs.finish()
@@ -379,106 +343,22 @@ class Session:
         load = self.load
         if load is None or load.finished:
             return None
-        load.finished = True
-        if load.dispatcher is not None:
-            load.dispatcher.stop()
-        if load.dispatcher_greenlet is not None:
-            load.dispatcher_greenlet.kill(block=True)
-        ender = self.customer_for(load, "clean-up", 0)
-        summary = clean_up(
-            load.chats, lambda chat, op: self.end_for_clean_up(ender, chat, op), gevent.sleep, time.time,
-            deadline_s=CLEAN_UP_DEADLINE_S,
-        )  # fmt: skip
-        load.flusher.kill(block=True)
-        load.recorder.close(compact=True)
-        counts = load.dispatcher.ledger.total() if load.dispatcher is not None else None
-        return {
-            "worker": load.worker,
-            "clean_up": summary,
-            "arrivals": None if counts is None else {
-                "scheduled": counts.scheduled, "started": counts.started, "dropped": counts.dropped,
-            },
-        }  # fmt: skip
-
-    @staticmethod
-    def end_for_clean_up(ender: Customer, chat: LiveChat, operation: str) -> tuple[str, int, str]:
-        if operation == "DisconnectParticipant":
-            call = ender.call(operation, chat.stage, chat.chat, chat.contact_id, ConnectionToken=chat.connection_token)
-        else:
-            call = ender.call(
-                operation, chat.stage, chat.chat, chat.contact_id,
-                InstanceId=ender.instance_id, ContactId=chat.contact_id,
-            )  # fmt: skip
-        return call.operation, call.http_status, call.error_code
-
-    def write_final_meta(self, run: Run) -> None:
-        meta = dict(run.meta)
-        summaries = list(run.done.values())
-        not_ended = sorted(c for s in summaries for c in s["clean_up"]["not_ended"])
-        arrivals = [s["arrivals"] for s in summaries if s.get("arrivals")]
-        meta.update(
-            ended_at=time.time(),
-            workers=sorted(s["worker"] for s in summaries) or run.workers,
-            lost_workers=run.lost_workers,
-            clean_up={
-                "ended": sum(s["clean_up"]["ended"] for s in summaries),
-                "still_active": len(not_ended),
-                "not_ended": not_ended,
-            },
-            arrivals={k: sum(a[k] for a in arrivals) for k in ("scheduled", "started", "dropped")},
-            ended_early=run.ended_early,
-            interrupted=bool(run.meta.get("interrupted")),
-            schedule_started_at=run.t0,
-        )
-        missing = sorted(set(run.workers) - set(run.done))
-        if missing:
-            meta["clean_up"]["unreported_workers"] = missing
-        run.meta = meta
-        runfolder.write_json(run.folder / "meta.json", meta)
-        if not_ended:
-            log.warning("chatload: %d chats could not be ended: %s", len(not_ended), ", ".join(not_ended))
+        return end_load(load, self.customer_for(load, "clean-up", 0), gevent.sleep)
 
     # ------------------------------------------------------------------ master and workers
-
-    def active_workers(self) -> list[Any]:
-        nodes = [n for n in self.runner.clients.values() if n.state != STATE_MISSING]
-        return sorted(nodes, key=lambda n: self.runner.get_worker_index(n.id))
-
-    def send_shares(self, run: Run) -> None:
-        nodes = self.active_workers()
-        run.workers = [f"w{self.runner.get_worker_index(n.id)}" for n in nodes]
-        for i, node in enumerate(nodes):
-            self.runner.send_message(MSG_SHARE, {"index": i, "count": len(nodes), "t0": run.t0}, client_id=node.id)
-
-    def watch_workers(self, run: Run) -> None:
-        """Master: re-base the shares when a worker joins or leaves during the run."""
-        known = {n.id for n in self.active_workers()}
-        while not run.stopped:
-            gevent.sleep(1.0)
-            now = {n.id for n in self.active_workers()}
-            if now == known:
-                continue
-            for lost in known - now:
-                name = f"w{self.runner.get_worker_index(lost)}"
-                run.lost_workers.append({"worker": name, "at": time.time()})
-                log.warning("chatload: worker %s lost: the others take over its share", name)
-            known = now
-            if now:
-                self.send_shares(run)
 
     def on_run_message(self, environment: Any, msg: Any, **_: Any) -> None:
         self.run_info = dict(msg.data)
 
     def on_share_message(self, environment: Any, msg: Any, **_: Any) -> None:
-        count, index = int(msg.data["count"]), int(msg.data["index"])
-        fraction, phase = 1.0 / count, (index + 1) / count
         load = self.load
         if load is None:
             return
+        share = share_of(msg.data)
         if load.dispatcher is None:
-            self.start_dispatcher(Share(fraction=fraction, phase=phase), float(msg.data["t0"]))
+            self.start_dispatcher(share, float(msg.data["t0"]))
         else:
-            load.dispatcher.rebase(fraction, phase)
+            load.dispatcher.rebase(share.fraction, share.phase)
 
     def kill(self, load: Load, reason: str) -> None:
         """The kill switch tripped in this process: stop the whole run (through the master)."""
@@ -499,11 +379,6 @@ class Session:
     def on_done_message(self, environment: Any, msg: Any, **_: Any) -> None:
         if self.run is not None:
             self.run.done[msg.data["worker"]] = msg.data
-
-    def wait_for_workers(self, run: Run) -> None:
-        deadline = time.time() + WORKER_DONE_WAIT_S
-        while set(run.workers) - set(run.done) and time.time() < deadline:
-            gevent.sleep(0.2)
 
     # ------------------------------------------------------------------ users
 
