@@ -26,11 +26,11 @@ OUTCOMES = (*CALL_OUTCOMES, DROPPED)
 THROTTLED = (THROTTLED_TPS, THROTTLED_CONCURRENCY, THROTTLED_UNKNOWN)
 OTHER_ERRORS = tuple(o for o in CALL_OUTCOMES if o not in (OK, THROTTLED_TPS, THROTTLED_CONCURRENCY))
 
-# Attempts columns the analysis reads (contact_id, http_status and error_code are not needed: the
-# outcome class already says what happened, and leaving them out keeps 10 million rows small).
+# Attempts columns the analysis reads (contact_id is never loaded). String columns are read as
+# dictionaries and become pandas categoricals, so 10 million rows stay small; http_status is int16.
 FLOAT_COLUMNS = ("t_intended", "t_start", "latency_ms")
-INT_COLUMNS = ("attempts",)
-CATEGORY_COLUMNS = ("operation", "outcome", "stage", "worker", "first_outcome")
+INT_COLUMNS = ("attempts", "http_status")
+CATEGORY_COLUMNS = ("operation", "outcome", "stage", "worker", "first_outcome", "error_code")
 STRING_COLUMNS = ("chat",)
 REQUIRED_COLUMNS = ("t_start", "operation", "outcome")
 READ_COLUMNS = (*FLOAT_COLUMNS, *INT_COLUMNS, *CATEGORY_COLUMNS, *STRING_COLUMNS)
@@ -39,3 +39,6 @@ READ_COLUMNS = (*FLOAT_COLUMNS, *INT_COLUMNS, *CATEGORY_COLUMNS, *STRING_COLUMNS
 SUSTAINED_WINDOW_S = 10
 # TPS-throttle share of a stage's StartChatContact calls above which throttling has "started".
 ONSET_SHARE = 0.01
+# A run of connection errors (no call answered in between) this long or longer is an outage.
+OUTAGE_MIN_S = 1.0
+OUTAGE_MIN_CALLS = 2

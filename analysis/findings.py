@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -72,25 +73,43 @@ def tps_onset(per_stage: pd.DataFrame, share: float = ONSET_SHARE) -> dict[str, 
     }
 
 
-def burst_absorbed(attempts: pd.DataFrame, steady_rate: float) -> dict[str, Any]:
-    """ok StartChatContact calls before the first TPS throttle, beyond the steady rate.
+def burst_absorbed(attempts: pd.DataFrame, per_stage: pd.DataFrame, quotas: Quotas) -> dict[str, Any]:
+    """Calls the StartChatContact token bucket let through beyond its refill rate before it ran dry.
 
-    From the first call of the stage holding the first TPS throttle (t_s) to that throttle (t*):
-    burst = ok calls started in [t_s, t*) - steady_rate * (t* - t_s), at least 0.
+    Token-bucket model: a bucket of B tokens refills at r/s and every accepted call takes one. In the
+    stage holding the first TPS throttle (at t*), from the stage's first call (t_s) on:
+        burst = ok calls started in [t_s, t*) - r x (t* - t_s), at least 0
+    r is the known rate quota (meta.json quotas) or, without one, the sustained accepted rate: ok calls
+    per second in the rest of that stage after t*. For a bucket full at t_s (and not full again
+    before t*) with refill r, burst <= B < burst + 1.
     """
-    calls = attempts[(attempts["operation"] == START) & (attempts["outcome"] != DROPPED)]
+    empty = {"burst": None, "ok_before": None, "seconds": None, "stage": None, "rate": None, "rate_source": None}
+    calls = attempts.loc[
+        (attempts["operation"] == START) & (attempts["outcome"] != DROPPED), ["t_start", "outcome", "stage"]
+    ]
     throttles = calls[calls["outcome"] == THROTTLED_TPS]
     if throttles.empty:
-        return {"burst": None, "ok_before": None, "seconds": None, "stage": None}
+        return empty
     first = throttles.loc[throttles["t_start"].idxmin()]
+    stage = str(first["stage"])
     stage_calls = calls[calls["stage"] == first["stage"]]
     t_s, t_star = float(stage_calls["t_start"].min()), float(first["t_start"])
-    ok_before = int(((calls["outcome"] == OK) & calls["t_start"].between(t_s, t_star, "left")).sum())
+    ok = stage_calls["outcome"] == OK
+    ok_before = int((ok & stage_calls["t_start"].between(t_s, t_star, "left")).sum())
+    rate, source = quotas.rate, "rate quota"
+    if rate is None:
+        row = per_stage[per_stage["stage"] == stage]
+        end = float((row["start_s"] + row["duration_s"]).iloc[0]) if len(row) else math.nan
+        after = int((ok & (stage_calls["t_start"] >= t_star)).sum())
+        rate = after / (end - t_star) if end - t_star > 0 else 0.0
+        source = "sustained accepted rate after the first throttle"
     return {
-        "burst": max(0.0, ok_before - steady_rate * (t_star - t_s)),
+        "burst": max(0.0, ok_before - rate * (t_star - t_s)),
         "ok_before": ok_before,
         "seconds": t_star - t_s,
-        "stage": str(first["stage"]),
+        "stage": stage,
+        "rate": rate,
+        "rate_source": source,
     }
 
 
@@ -149,6 +168,18 @@ def littles_law(
     }
 
 
+def outage_text(gap: dict[str, Any]) -> str:
+    return (
+        f"Target unreachable from {_clock(gap['from'])} to {_clock(gap['to'])} "
+        f"(second {gap['from_s']:.1f} to {gap['to_s']:.1f} of the run, {gap['seconds']:.1f} s): "
+        f"{gap['failed_calls']} calls failed with connection_error."
+    )
+
+
+def _clock(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%H:%M:%S")
+
+
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
 
@@ -162,11 +193,12 @@ def findings(
     peak: int,
     quotas: Quotas,
     target_peak_rate: float | None = None,
+    outages: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     sustained = best_window(per_second, "accepted")
     offered = best_window(per_second, "offered")
     onset = tps_onset(per_stage)
-    burst = burst_absorbed(attempts, sustained["rate"])
+    burst = burst_absorbed(attempts, per_stage, quotas)
     conc = concurrency(peak, per_operation, quotas)
     retry = retries(per_operation)
     target = target_peak_rate if target_peak_rate is not None else offered["rate"]
@@ -193,12 +225,13 @@ def findings(
             "name": "burst_absorbed",
             "text": (
                 f"Burst absorbed before the first TPS throttle: about {_fmt(burst['burst'], 1)} calls "
-                f"({burst['ok_before']} ok calls in {_fmt(burst['seconds'])} s of stage {burst['stage']}, "
-                f"beyond {_fmt(sustained['rate'])}/s)."
+                f"(quota burst {_fmt(quotas.burst, 0)}): {burst['ok_before']} ok calls in "
+                f"{_fmt(burst['seconds'])} s of stage {burst['stage']} beyond {_fmt(burst['rate'])}/s "
+                f"({burst['rate_source']})."
                 if burst["burst"] is not None
-                else "No TPS throttle: no burst limit observed."
+                else f"No TPS throttle: no burst limit observed (quota burst {_fmt(quotas.burst, 0)})."
             ),
-            "numbers": {**burst, "steady_rate": sustained["rate"], "quota_burst": quotas.burst},
+            "numbers": {**burst, "quota_burst": quotas.burst, "quota_rate": quotas.rate},
         },
         {
             "name": "concurrency",
@@ -223,6 +256,10 @@ def findings(
             "numbers": little,
         },
     ]
+    outages = outages or []
+    items += [
+        {"name": "outage", "text": outage_text(gap), "numbers": gap} for gap in outages
+    ]
     headline = (
         f"Sustained {_fmt(sustained['rate'])} accepted chats/s; "
         + (
@@ -233,6 +270,8 @@ def findings(
         + f"peak {conc['peak_active_chats']} active chats"
         + (f" of {_fmt(conc['quota'], 0)}" if conc["quota"] is not None else "")
         + (" (concurrency quota hit)." if conc["hit"] else ".")
+        + (f" Target unreachable {len(outages)} time(s), {sum(g['seconds'] for g in outages):.1f} s in all."
+           if outages else "")
     )
     return {
         "max_sustained_accepted_rate": sustained["rate"],
@@ -243,6 +282,7 @@ def findings(
         "burst_absorbed": burst["burst"],
         "retry_amplification": retry["start_amplification"],
         "littles_law": little,
+        "outages": outages,
         "headline": headline,
         "items": items,
     }

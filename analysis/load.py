@@ -24,6 +24,7 @@ from analysis.columns import (
     INT_COLUMNS,
     READ_COLUMNS,
     REQUIRED_COLUMNS,
+    START,
     STRING_COLUMNS,
 )
 
@@ -51,12 +52,14 @@ class Run:
     run_dir: Path
     meta: dict[str, Any]
     attempts: pd.DataFrame
-    t0: float
+    t0: float  # origin of the per-second buckets: the schedule's start (whole seconds earlier if rows are)
     t_end: float
     cut_short: bool
     files: list[str]
     locust: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    schedule_t0: float = 0.0  # when the pacer's clock started (epoch seconds)
+    schedule_source: str = "schedule_started_at"
 
     @property
     def run_id(self) -> str:
@@ -238,7 +241,11 @@ def to_frame(table: pa.Table, chat_key: np.ndarray) -> pd.DataFrame:
             if "" not in frame[c].cat.categories:
                 frame[c] = frame[c].cat.add_categories([""])
             frame[c] = frame[c].fillna("")
-    return frame.assign(attempts=frame["attempts"].astype(np.int32), chat_key=chat_key)
+    return frame.assign(
+        attempts=frame["attempts"].astype(np.int32),
+        http_status=frame["http_status"].astype(np.int16),
+        chat_key=chat_key,
+    )
 
 
 def read_locust_stats(run_dir: Path, notes: list[str]) -> pd.DataFrame | None:
@@ -272,10 +279,13 @@ def load_run(run_dir: Path | str) -> Run:
     if attempts["t_start"].isna().any():
         notes.append(f"ignored {int(attempts['t_start'].isna().sum())} row(s) without t_start")
         attempts = attempts[attempts["t_start"].notna()].reset_index(drop=True)
-    started_at, ended_at = _number(meta.get("started_at")), _number(meta.get("ended_at"))
+    ended_at = _number(meta.get("ended_at"))
     first = _number(np.fmin(attempts["t_intended"].min(), attempts["t_start"].min())) if len(attempts) else None
-    known = [x for x in (started_at, first) if x is not None]
-    t0 = min(known) if known else 0.0
+    schedule_t0, source = schedule_start(meta, attempts)
+    if schedule_t0 is None:
+        schedule_t0, source = (first, "first recorded time") if first is not None else (0.0, "none")
+    # buckets start at the schedule's start, whole seconds earlier when rows are earlier (kept aligned)
+    t0 = schedule_t0 - math.ceil(schedule_t0 - first) if first is not None and first < schedule_t0 else schedule_t0
     last = _number((attempts["t_start"] + attempts["latency_ms"].fillna(0.0) / 1000.0).max()) or t0
     cut_short = ended_at is None
     t_end = max(ended_at, last) if ended_at is not None else last
@@ -291,4 +301,20 @@ def load_run(run_dir: Path | str) -> Run:
         files=files,
         locust=read_locust_stats(run_dir, notes),
         notes=notes,
+        schedule_t0=schedule_t0,
+        schedule_source=source,
     )
+
+
+def schedule_start(meta: dict[str, Any], attempts: pd.DataFrame) -> tuple[float | None, str]:
+    """When the pacer's clock started: meta.json schedule_started_at, else the first arrival's
+    t_intended, else meta.json started_at (when the run was prepared, before the users spawned)."""
+    at = _number(meta.get("schedule_started_at"))
+    if at is not None:
+        return at, "schedule_started_at"
+    if len(attempts):
+        first = _number(attempts.loc[attempts["operation"] == START, "t_intended"].min())
+        if first is not None:
+            return first, "first arrival's t_intended"
+    at = _number(meta.get("started_at"))
+    return (at, "started_at") if at is not None else (None, "none")

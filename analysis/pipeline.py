@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,12 @@ from typing import Any
 import pandas as pd
 
 from analysis import chats as chats_mod
+from analysis.columns import START
+from analysis.errors import errors
 from analysis.findings import findings, quotas_of
 from analysis.load import Run, load_run
-from analysis.stages import configured_stages
+from analysis.outages import outages
+from analysis.stages import configured_stages, with_windows
 from analysis.summary import summary
 from analysis.tables import per_operation, per_second, per_stage
 
@@ -22,6 +26,7 @@ class Analysis:
     per_second: pd.DataFrame
     per_stage: pd.DataFrame
     per_operation: pd.DataFrame
+    errors: pd.DataFrame
     chats: pd.DataFrame
     findings: dict[str, Any]
     summary: dict[str, Any]
@@ -31,19 +36,32 @@ class Analysis:
             "per_second": self.per_second,
             "per_stage": self.per_stage,
             "per_operation": self.per_operation,
+            "errors": self.errors,
             "chats": self.chats,
         }
 
 
+def arrivals_end(run: Run) -> float:
+    """Where stage windows stop: the last arrival when the run did not run its whole schedule (cut
+    short, interrupted, ended early), else never (inf)."""
+    meta = run.meta
+    if not (run.cut_short or meta.get("interrupted") is True or meta.get("ended_early")):
+        return math.inf
+    starts = run.attempts.loc[run.attempts["operation"] == START, ["t_intended", "t_start"]]
+    last = starts["t_intended"].fillna(starts["t_start"]).max() if len(starts) else math.nan
+    return float(last) if last == last else run.t_end
+
+
 def analyze(run_dir: Path | str, target_peak_rate: float | None = None) -> Analysis:
     run = load_run(run_dir)
-    stages = configured_stages(run.meta)
+    stages = with_windows(configured_stages(run.meta), run.schedule_t0)
     chats = chats_mod.durations(chats_mod.lifetimes(run.attempts), run.t_end)
     if (run.attempts["chat_key"] < 0).any():
         run.notes.append("some rows have no chat id: they are left out of the active chats")
     seconds = per_second(run.attempts, chats, run.t0, run.t_end, stages)
-    stage_table = per_stage(run.attempts, stages, run.t_end)
+    stage_table = per_stage(run.attempts, stages, arrivals_end(run))
     operations = per_operation(run.attempts)
+    gaps = outages(run.attempts, run.t0)
     quotas = quotas_of(run.meta)
     found = findings(
         seconds,
@@ -54,10 +72,11 @@ def analyze(run_dir: Path | str, target_peak_rate: float | None = None) -> Analy
         chats_mod.peak_active(chats),
         quotas,
         target_peak_rate,
+        gaps,
     )
     chat_table = chats.assign(
         started_s=chats["t_started"] - run.t0, ended_s=chats["t_ended"] - run.t0
     ).drop(columns=["chat_key"])
-    result = Analysis(run, seconds, stage_table, operations, chat_table, found, {})
+    result = Analysis(run, seconds, stage_table, operations, errors(run.attempts), chat_table, found, {})
     result.summary = summary(run, stage_table, operations, found)
     return result

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import junit, plots, render_html, render_md
-from analysis.columns import START, THROTTLED
+from analysis.console import summary_lines
 from analysis.load import RunError
 from analysis.pipeline import Analysis, analyze
 
@@ -62,25 +62,6 @@ def exit_code(summary: dict[str, Any]) -> int:
     if not summary["valid"]:
         return 2
     return 0 if summary["passed"] else 1
-
-
-def summary_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
-    start = summary["calls"][START]
-    duration = summary["duration_s"] or float("nan")
-    arrivals = summary["arrivals"]
-    throttles = ", ".join(f"{c} {start.get(c, 0)}" for c in THROTTLED)
-    validity = "valid" if summary["valid"] else "INVALID (" + "; ".join(summary["invalid_reasons"]) + ")"
-    failed = [t["name"] for t in summary["thresholds"] if not t["passed"]]
-    return [
-        f"run {summary['run_id']}: {validity}; thresholds "
-        + ("passed" if not failed else "failed: " + ", ".join(failed)),
-        f"StartChatContact: offered {arrivals['scheduled'] / duration:.2f}/s, accepted "
-        f"{start['ok'] / duration:.2f}/s over {summary['duration_s']:.1f} s "
-        f"({arrivals['scheduled']} arrivals, {start['ok']} ok, {arrivals['dropped']} dropped)",
-        f"throttles: {throttles}",
-        f"findings: {summary['findings']['headline']}",
-        f"report: {run_dir / 'report.html'}",
-    ]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

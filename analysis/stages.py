@@ -67,3 +67,11 @@ def stage_order(configured: pd.DataFrame, observed: pd.Series) -> pd.DataFrame:
     )
     frames = [f for f in (configured, extra_rows) if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else configured.iloc[0:0]
+
+
+def with_windows(stages: pd.DataFrame, schedule_t0: float) -> pd.DataFrame:
+    """Each configured stage's window on the schedule's clock (epoch seconds): stage k spans
+    [schedule_t0 + the durations of the stages before it, + its own duration]. NaN from the first
+    stage without a duration on."""
+    ends = schedule_t0 + stages["configured_duration_s"].cumsum()
+    return stages.assign(window_start=ends - stages["configured_duration_s"], window_end=ends)

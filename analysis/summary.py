@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis.columns import CALL_OUTCOMES, DROPPED, START
 from analysis.load import Run
-from analysis.thresholds import Observed, configured, evaluate, validity
+from analysis.thresholds import VALID_EARLY_ENDS, Observed, configured, evaluate, validity
 
 
 def jsonable(value: Any) -> Any:
@@ -84,6 +84,40 @@ def _locust(run: Run, start_calls: int) -> dict[str, Any] | None:
     return entry
 
 
+def _arrivals_check(pacer: dict[str, Any] | None, obs: Observed, dropped: int) -> list[str]:
+    """Notes where the pacer's own count (meta.json arrivals) differs from the attempts rows."""
+    if not pacer:
+        return []
+    rows = {"scheduled": obs.arrivals, "started": obs.calls, "dropped": dropped}
+    differ = [
+        f"{k} {pacer.get(k)} vs {rows[k]}"
+        for k in rows
+        if isinstance(pacer.get(k), int | float) and pacer.get(k) != rows[k]
+    ]
+    if not differ:
+        return []
+    return [
+        "the pacer's arrival counts (meta.json) differ from the StartChatContact rows in attempts/: "
+        + ", ".join(differ)
+        + " (rows lost with a killed or lost worker, or a worker that did not report)"
+    ]
+
+
+def _schedule(run: Run, per_stage: pd.DataFrame, arrivals: int, ok: int) -> dict[str, Any]:
+    """The schedule's window: configured stages from schedule_started_at (each capped as in
+    per_stage); offered and accepted StartChatContact rates over it. No configured stage: the run."""
+    configured = per_stage[per_stage["configured_duration_s"].notna()]
+    duration = float(configured["duration_s"].sum()) if len(configured) else run.t_end - run.schedule_t0
+    per_s = duration if duration > 0 else math.nan
+    return {
+        "started_at": run.schedule_t0,
+        "source": run.schedule_source,
+        "duration_s": duration,
+        "offered_rate": arrivals / per_s,
+        "accepted_rate": ok / per_s,
+    }
+
+
 def summary(
     run: Run, per_stage: pd.DataFrame, per_operation: pd.DataFrame, found: dict[str, Any]
 ) -> dict[str, Any]:
@@ -97,15 +131,21 @@ def summary(
         ok_p95_ms=float(start_row["ok_p95_ms"].iloc[0]) if len(start_row) else None,
         ok_p99_ms=float(start_row["ok_p99_ms"].iloc[0]) if len(start_row) else None,
     )
-    limits = configured(run.meta)
-    thresholds = evaluate(limits, obs)
-    reasons = validity(obs, limits, run.cut_short)
     meta = run.meta
+    limits = configured(meta)
+    thresholds = evaluate(limits, obs)
+    ended_early = meta.get("ended_early") if isinstance(meta.get("ended_early"), str) else None
+    reasons = validity(obs, limits, run.cut_short, meta.get("interrupted") is True, ended_early)
     scenario = meta.get("scenario") if isinstance(meta.get("scenario"), dict) else {}
     lost = meta.get("lost_workers") if isinstance(meta.get("lost_workers"), list) else []
     clean_up = meta.get("clean_up") if isinstance(meta.get("clean_up"), dict) else None
     locust = _locust(run, start["total"])
     notes = list(run.notes)
+    if ended_early in VALID_EARLY_ENDS:
+        notes.append(f"the run ended early ({ended_early}): later stages got fewer arrivals or none")
+    pacer = meta.get("arrivals") if isinstance(meta.get("arrivals"), dict) else None
+    notes += _arrivals_check(pacer, obs, start[DROPPED])
+    schedule = _schedule(run, per_stage, obs.arrivals, start["ok"])
     if lost:
         notes.append(f"{len(lost)} worker(s) lost during the run: their load after that moment is missing")
     if clean_up and (clean_up.get("still_active") or clean_up.get("not_ended")):
@@ -122,13 +162,18 @@ def summary(
         "duration_s": run.duration_s,
         "calls": calls,
         "arrivals": {"scheduled": obs.arrivals, "started": obs.calls, "dropped": start[DROPPED]},
+        "pacer_arrivals": pacer,
+        "schedule": schedule,
         "stages": _stages(per_stage),
         "findings": {k: v for k, v in found.items()},
         "thresholds": thresholds,
         "passed": not reasons and all(t["passed"] for t in thresholds),
         "cut_short": run.cut_short,
-        "started_at": run.t0,
+        "started_at": meta.get("started_at"),
+        "schedule_started_at": run.schedule_t0,
         "ended_at": meta.get("ended_at"),
+        "interrupted": meta.get("interrupted") is True,
+        "ended_early": ended_early,
         "quotas": meta.get("quotas"),
         "retry": meta.get("retry"),
         "lost_workers": lost,

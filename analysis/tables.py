@@ -1,8 +1,9 @@
 """The report's tables: per second, per stage and per operation (tidy: one row per observation).
 
-Time buckets: second s of the run is [t0 + s, t0 + s + 1) where t0 is meta.json's started_at (or the
-first recorded time if earlier). Arrivals (offered, dropped) count in the second of t_intended (t_start
-when not paced); calls (started, accepted, outcome classes, latencies) in the second of t_start.
+Time buckets: second s of the run is [t0 + s, t0 + s + 1) where t0 is the schedule's start (whole
+seconds earlier when rows are earlier, so buckets stay aligned with the stages). Arrivals (offered,
+dropped) count in the second of t_intended (t_start when not paced); calls (started, accepted,
+outcome classes, latencies) in the second of t_start.
 Latency percentiles interpolate linearly between ranks (numpy's default) within each bucket.
 """
 
@@ -132,11 +133,31 @@ def _shares(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def per_stage(attempts: pd.DataFrame, stages: pd.DataFrame, t_end: float) -> pd.DataFrame:
-    """One row per stage (StartChatContact): rates over the stage's duration, shares, latencies.
+def stage_durations(
+    all_stages: pd.DataFrame, span: pd.DataFrame, arrivals: pd.Series, arrivals_end: float
+) -> pd.DataFrame:
+    """window_start (epoch) and duration_s of each stage.
 
-    Duration: the configured duration, capped at (run end - first arrival of the stage) for a run cut
-    short; a stage not in meta.json lasts from its first to its last arrival (at least 1 s).
+    A configured stage spans its window on the schedule's clock (stages.with_windows); a stage not in
+    meta.json spans its first to its last arrival (at least 1 s). The window ends at `arrivals_end` at
+    the latest (the last arrival, when the run ended early or was cut short); a stage with arrivals
+    then lasts at least 1 s, one without lasts 0 s (its rates are empty).
+    """
+    frame = all_stages.set_index("stage")
+    known = frame.get("window_start", pd.Series(np.nan, index=frame.index)).notna()
+    start = frame.get("window_start", pd.Series(np.nan, index=frame.index)).where(known, span["min"])
+    observed_end = np.maximum(span["max"], span["min"] + 1.0)
+    end = frame.get("window_end", pd.Series(np.nan, index=frame.index)).where(known, observed_end)
+    duration = (np.minimum(end, arrivals_end) - start).clip(lower=0.0)
+    duration = duration.where(~((arrivals > 0) & (end > arrivals_end)), np.maximum(duration, 1.0))
+    return pd.DataFrame({"window_start": start, "duration_s": duration})
+
+
+def per_stage(attempts: pd.DataFrame, stages: pd.DataFrame, arrivals_end: float = math.inf) -> pd.DataFrame:
+    """One row per stage (StartChatContact): rates over the stage's window, shares, latencies.
+
+    `stages` are the configured stages with their windows (stages.with_windows); rates are arrivals
+    (offered) and ok calls (accepted) per second of the window (see stage_durations).
     """
     starts = start_calls(attempts)
     span = starts.groupby("stage", observed=True)["t_arrival"].agg(["min", "max"])
@@ -154,26 +175,26 @@ def per_stage(attempts: pd.DataFrame, stages: pd.DataFrame, t_end: float) -> pd.
         ],
         axis=1,
     ).reindex(all_stages["stage"])
-    configured = all_stages.set_index("stage")["configured_duration_s"]
-    observed = np.maximum(span["max"] - span["min"], 1.0)
-    duration = configured.where(configured.notna(), observed)
-    duration = np.minimum(duration, (t_end - span["min"]).clip(lower=1.0).fillna(np.inf))
+    windows = stage_durations(all_stages, span, counts.sum(axis=1), arrivals_end)
+    per_s = windows["duration_s"].where(windows["duration_s"] > 0)
     frame = (
-        all_stages.set_index("stage")
+        all_stages.drop(columns=["window_start", "window_end"], errors="ignore")
+        .set_index("stage")
         .join(counts)
         .assign(
             mean_target_rate=lambda f: np.where(
                 f["ramp"] == "linear", (f["start_rate"] + f["target_rate"]) / 2, f["target_rate"]
             ),
-            start_s=span["min"],
-            duration_s=duration,
+            start_s=windows["window_start"],
+            first_arrival=span["min"],
+            duration_s=windows["duration_s"],
             arrivals=counts.sum(axis=1),
             calls=counts[list(CALL_OUTCOMES)].sum(axis=1),
             other_error=counts[list(OTHER_ERRORS)].sum(axis=1),
         )
         .assign(
-            offered_rate=lambda f: f["arrivals"] / f["duration_s"],
-            accepted_rate=lambda f: f[OK] / f["duration_s"],
+            offered_rate=lambda f: f["arrivals"] / per_s,
+            accepted_rate=lambda f: f[OK] / per_s,
         )
         .pipe(_shares)
         .join(latency)

@@ -79,8 +79,21 @@ def evaluate(limits: dict[str, float], obs: Observed) -> list[dict[str, Any]]:
     return results
 
 
-def validity(obs: Observed, limits: dict[str, float], cut_short: bool) -> list[str]:
-    """Reasons the run cannot be trusted as a measurement (empty list: valid)."""
+# meta.json ended_early reasons that still leave a valid run (a note, not a reason).
+VALID_EARLY_ENDS = ("max_chats reached",)
+
+
+def validity(
+    obs: Observed,
+    limits: dict[str, float],
+    cut_short: bool,
+    interrupted: bool = False,
+    ended_early: str | None = None,
+) -> list[str]:
+    """Reasons the run cannot be trusted as a measurement (empty list: valid).
+
+    A run that did not run its schedule (interrupted by SIGTERM, stopped by the kill switch, or ended
+    early for any reason but max_chats) cannot pass."""
     reasons = []
     if obs.calls == 0:
         reasons.append("no StartChatContact calls were made")
@@ -93,4 +106,8 @@ def validity(obs: Observed, limits: dict[str, float], cut_short: bool) -> list[s
         )
     if cut_short:
         reasons.append("run cut short: meta.json has no ended_at (killed or still running)")
+    if ended_early and ended_early not in VALID_EARLY_ENDS:
+        reasons.append(f"the run ended before its schedule did: {ended_early}")
+    elif interrupted:
+        reasons.append("the run ended before its schedule did: interrupted by SIGTERM")
     return reasons

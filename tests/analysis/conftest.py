@@ -39,14 +39,15 @@ def row(
 
 def meta(**overrides: Any) -> dict[str, Any]:
     base = {
-        "run_id": "20260101T000000Z-test-abcd", "started_at": 1000.0, "ended_at": 1010.0,
+        "run_id": "20260101T000000Z-test-abcd", "started_at": 999.0, "schedule_started_at": 1000.0,
+        "ended_at": 1010.0,
         "scenario": {"name": "test", "stages": [{"name": "only", "duration_s": 10, "target_rate": 1}],
                      "thresholds": {"max_dropped_share": 0.01}},
         "target": "emulator", "endpoint": "http://127.0.0.1:1", "region": "us-east-1", "instance": "i-1",
         "retry": {"mode": "off", "max_attempts": 1},
         "quotas": {"source": "emulator", "StartChatContact": {"rate": 5, "burst": 8}, "concurrent_chats": 500},
         "workers": ["w1"], "lost_workers": [], "clean_up": {"ended": 0, "still_active": 0, "not_ended": []},
-        "interrupted": False,
+        "interrupted": False, "ended_early": None,
     }
     base.update(overrides)
     return base

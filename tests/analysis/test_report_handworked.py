@@ -157,9 +157,11 @@ def test_findings(hand_run):
     assert found["tps_throttle_onset_rate"] == 4.0
     onset = next(i for i in found["items"] if i["name"] == "tps_throttle_onset")["numbers"]
     assert onset["highest_clean_offered_rate"] == 2.0
-    # first TPS throttle B2 at 2.3; stage high's first call B1 at 2.1; ok in [2.1, 2.3) = 1 (B1)
-    # burst = 1 - 1.4 * 0.2 = 0.72
-    assert found["burst_absorbed"] == pytest.approx(0.72)
+    # first TPS throttle B2 at 2.3; stage high's first call B1 at 2.1; ok in [2.1, 2.3) = 1 (B1);
+    # the known rate quota is 2/s: burst = 1 - 2 x 0.2 = 0.6
+    assert found["burst_absorbed"] == pytest.approx(0.6)
+    burst = next(i for i in found["items"] if i["name"] == "burst_absorbed")["numbers"]
+    assert (burst["rate"], burst["rate_source"], burst["quota_burst"]) == (2, "rate quota", 3)
     # peak 4 active chats >= quota 3, and B3 was a concurrency throttle
     assert found["peak_active_chats"] == 4
     assert found["concurrency_quota_hit"] is True

@@ -1,0 +1,84 @@
+"""The few lines `chatload report` prints (CI logs): validity, the schedule's rates, a compact stage
+table, the findings' headline, thresholds, notes and the report's path (formatting only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from analysis.columns import START, THROTTLED
+
+MAX_STAGE_ROWS = 20
+MAX_NOTES = 3
+STAGE_HEADER = ("stage", "target/s", "offered/s", "accepted/s", "ok%", "tps%", "conc%", "other%", "dropped")
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def stage_table(stages: list[dict[str, Any]]) -> list[str]:
+    """Fixed-width rows: target, offered and accepted rate, ok/TPS/concurrency/other shares, dropped."""
+    rows = [
+        (
+            str(s["name"]),
+            _num(s["target_rate"]),
+            _num(s["offered_rate"]),
+            _num(s["accepted_rate"]),
+            _pct(s["success_pct"]),
+            _pct(s["tps_throttle_pct"]),
+            _pct(s["concurrency_throttle_pct"]),
+            _pct(s["other_error_pct"]),
+            str(s["dropped"]),
+        )
+        for s in stages[:MAX_STAGE_ROWS]
+    ]
+    widths = [max(len(r[i]) for r in [STAGE_HEADER, *rows]) for i in range(len(STAGE_HEADER))]
+    lines = [
+        "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in [STAGE_HEADER, *rows]
+    ]
+    if len(stages) > MAX_STAGE_ROWS:
+        lines.append(f"  ... {len(stages) - MAX_STAGE_ROWS} more stages in the report")
+    return lines
+
+
+def threshold_line(thresholds: list[dict[str, Any]]) -> str:
+    if not thresholds:
+        return "thresholds: none configured"
+    parts = []
+    for t in thresholds:
+        sign = ">=" if t["name"].startswith("min_") else "<="
+        observed = "n/a" if t["observed"] is None else f"{t['observed']:.4g}"
+        parts.append(f"{t['name']} {observed} {sign} {t['limit']:g} {'ok' if t['passed'] else 'FAIL'}")
+    return "thresholds: " + "; ".join(parts)
+
+
+def summary_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
+    start = summary["calls"][START]
+    arrivals, schedule = summary["arrivals"], summary["schedule"]
+    failed = [t["name"] for t in summary["thresholds"] if not t["passed"]]
+    if not summary["valid"]:
+        verdict = "INVALID: " + "; ".join(summary["invalid_reasons"])
+    else:
+        verdict = "valid, thresholds " + ("passed" if not failed else "FAILED: " + ", ".join(failed))
+    throttles = ", ".join(f"{c} {start.get(c, 0)}" for c in THROTTLED)
+    lines = [
+        f"run {summary['run_id']}: {verdict}",
+        f"StartChatContact: offered {_num(schedule['offered_rate'])}/s, accepted {_num(schedule['accepted_rate'])}/s "
+        f"over the {schedule['duration_s']:.1f} s schedule ({arrivals['scheduled']} arrivals, {start['ok']} ok, "
+        f"{arrivals['dropped']} dropped; {throttles})",
+        *stage_table(summary["stages"]),
+        f"findings: {summary['findings']['headline']}",
+        threshold_line(summary["thresholds"]),
+    ]
+    notes = summary["notes"]
+    lines += [f"note: {n}" for n in notes[:MAX_NOTES]]
+    if len(notes) > MAX_NOTES:
+        lines.append(f"note: ... {len(notes) - MAX_NOTES} more in the report")
+    lines.append(f"report: {run_dir / 'report.html'}")
+    return lines
