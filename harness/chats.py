@@ -5,11 +5,18 @@ Connection tokens live only in memory here: never in a row, a log or a file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.safety import ALREADY_ENDED, ENDED, RETRY, clean_up_summary, stop_result
+
+log = logging.getLogger("chatload")
+
+# Clean-up gives up on an endpoint once this many calls in a row, over at least this long, got no answer.
+GIVE_UP_MIN_CALLS = 3
+GIVE_UP_UNANSWERED_S = 5.0
 
 
 @dataclass
@@ -68,20 +75,38 @@ def clean_up(
     clock: Callable[[], float],
     deadline_s: float = 60.0,
     pause_s: float = 1.0,
+    give_up_unanswered_s: float = GIVE_UP_UNANSWERED_S,
 ) -> dict[str, Any]:
     """End every chat still live: DisconnectParticipant where connected, else StopContact; throttled
     or failed ends are retried by StopContact in later rounds (a pause between rounds) until
-    `deadline_s`. `end(chat, operation)` makes (and records) the call and returns
-    (operation, http_status, error_code). Returns meta.json's "clean_up" entry."""
-    results: dict[str, str] = {}
-    started = clock()
-    pending: Iterable[LiveChat] = chats.chats()
+    `deadline_s`, which also holds within a round. `end(chat, operation)` makes (and records) the
+    call and returns (operation, http_status, error_code). Returns meta.json's "clean_up" entry.
+
+    An endpoint that stopped answering (no HTTP response: refused, reset, timed out) is given up once
+    at least GIVE_UP_MIN_CALLS calls in a row have gone unanswered for `give_up_unanswered_s`: retrying
+    a dead endpoint until the deadline would only delay the end of the run. Every chat not ended, tried
+    or not, is named in "not_ended"."""
+    pending = chats.chats()
+    results: dict[str, str] = {chat.contact_id: RETRY for chat in pending}
+    started = last_answer = clock()
+    unanswered = 0
     first_round = True
-    while True:
+
+    def unreachable() -> bool:
+        return unanswered >= GIVE_UP_MIN_CALLS and clock() - last_answer >= give_up_unanswered_s
+
+    while pending:
         retry: list[LiveChat] = []
-        for chat in pending:
+        for n, chat in enumerate(pending):
+            if clock() - started > deadline_s or unreachable():
+                retry.extend(pending[n:])
+                break
             operation = "DisconnectParticipant" if first_round and chat.connection_token else "StopContact"
             op, status, code = end(chat, operation)
+            if status:
+                unanswered, last_answer = 0, clock()
+            else:
+                unanswered += 1
             result = end_result(op, status, code)
             results[chat.contact_id] = result
             if result in (ENDED, ALREADY_ENDED):
@@ -89,6 +114,12 @@ def clean_up(
             elif result == RETRY:
                 retry.append(chat)
         first_round = False
+        if unreachable():
+            log.warning(
+                "chatload: clean-up: no answer from the endpoint for %.0f s (%d calls in a row); "
+                "giving up on %d chats", clock() - last_answer, unanswered, len(retry),
+            )  # fmt: skip
+            break
         if not retry or clock() - started + pause_s > deadline_s:
             break
         sleep(pause_s)
