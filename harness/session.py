@@ -361,20 +361,23 @@ class Session:
             load.dispatcher.rebase(share.fraction, share.phase)
 
     def kill(self, load: Load, reason: str) -> None:
-        """The kill switch tripped in this process: stop the whole run (through the master)."""
+        """The kill switch tripped in this process: no more arrivals here, and the whole run ends
+        (through the master). The shape ends it at its next tick by the normal path, as for SIGTERM:
+        a runner.stop() of our own beside the shape's would stop the users twice."""
         load.killed = True
-        log.error("chatload: kill switch: %s; stopping the run", reason)
+        reason = reason if reason.startswith("kill switch") else f"kill switch: {reason}"
+        log.error("chatload: %s; stopping the run", reason)
+        if load.dispatcher is not None:
+            load.dispatcher.stop()
         if self.is_worker:
             self.runner.send_message(MSG_KILL, {"reason": reason})
         elif self.run is not None and not self.run.stopped:
-            self.run.ended_early = self.run.ended_early or f"kill switch: {reason}"
-            gevent.spawn(self.runner.stop)
+            self.run.ended_early = self.run.ended_early or reason
 
     def on_kill_message(self, environment: Any, msg: Any, **_: Any) -> None:
         run = self.run
         if run is not None and not run.stopped:
-            run.ended_early = run.ended_early or f"kill switch: {msg.data.get('reason')}"
-            gevent.spawn(self.runner.stop)
+            run.ended_early = run.ended_early or str(msg.data.get("reason") or "kill switch")  # prefixed by kill()
 
     def on_done_message(self, environment: Any, msg: Any, **_: Any) -> None:
         if self.run is not None:
