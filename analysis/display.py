@@ -60,6 +60,19 @@ def operation_view(per_operation: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def error_view(errors: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "operation": errors["operation"],
+            "outcome": errors["outcome"],
+            "HTTP status": errors["http_status"],
+            "error code": errors["error_code"].replace("", "–"),
+            "calls": errors["calls"],
+            "% of operation": _pct(errors["share_of_operation"]),
+        }
+    )
+
+
 def threshold_view(thresholds: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(
         [
@@ -91,9 +104,15 @@ def run_facts(summary: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, 
         ("scenario", summary["scenario"] or "unknown"),
         ("target", f"{summary['target'] or 'unknown'} {meta.get('endpoint') or ''}".strip()),
         ("instance", str(meta.get("instance") or "unknown")),
-        ("started", _when(summary.get("started_at"))),
+        ("prepared", _when(summary.get("started_at"))),
+        (
+            "schedule started",
+            f"{_when(summary['schedule']['started_at'])} (from {summary['schedule']['source']}); "
+            f"{summary['schedule']['duration_s']:.1f} s of schedule",
+        ),
         ("ended", _when(summary.get("ended_at")) if not summary["cut_short"] else "cut short (no ended_at)"),
-        ("duration", f"{summary['duration_s']:.1f} s"),
+        ("duration", f"{summary['duration_s']:.1f} s from the schedule's start to the run's end"),
+        ("ended early", summary.get("ended_early") or ("interrupted" if summary.get("interrupted") else "no")),
         ("workers", ", ".join(map(str, meta.get("workers") or [])) or "unknown"),
         (
             "lost workers",

@@ -5,6 +5,7 @@ Each plot function only consumes computed tables and returns a Figure."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib.axes import Axes
@@ -61,12 +62,24 @@ def _stage_bands(ax: Axes, per_second: pd.DataFrame) -> None:
         )
 
 
-def offered_vs_accepted(per_second: pd.DataFrame) -> Figure:
+def _outage_bands(ax: Axes, outages: list[dict[str, Any]]) -> None:
+    """Each outage (findings' outages: from_s, to_s) as a hatched red band labelled at the bottom."""
+    for i, gap in enumerate(outages):
+        ax.axvspan(gap["from_s"], gap["to_s"], facecolor=(0.75, 0.22, 0.17, 0.12), hatch="//",
+                   edgecolor=(0.75, 0.22, 0.17, 0.7), lw=1.2, zorder=3,
+                   label="target unreachable" if i == 0 else None)
+        ax.text((gap["from_s"] + gap["to_s"]) / 2, 0.5, f"unreachable\n{gap['seconds']:.1f} s",
+                transform=ax.get_xaxis_transform(), ha="center", va="center", fontsize=8, color="#c0392b",
+                zorder=4, clip_on=True, bbox={"facecolor": "white", "edgecolor": "#c0392b", "alpha": 0.9})
+
+
+def offered_vs_accepted(per_second: pd.DataFrame, outages: list[dict[str, Any]] | None = None) -> Figure:
     fig, ax = new_figure("StartChatContact: offered vs accepted per second")
     if per_second.empty:
         empty_note(ax)
         return fig
     _stage_bands(ax, per_second)
+    _outage_bands(ax, outages or [])
     ax.plot(per_second["second"], per_second["offered"], label="offered", color="#1d3557", lw=1,
             drawstyle="steps-post")
     ax.plot(per_second["second"], per_second["accepted"], label="accepted (ok)", color=COLORS["ok"],
@@ -77,13 +90,14 @@ def offered_vs_accepted(per_second: pd.DataFrame) -> Figure:
     return fig
 
 
-def outcomes_stacked(per_second: pd.DataFrame) -> Figure:
+def outcomes_stacked(per_second: pd.DataFrame, outages: list[dict[str, Any]] | None = None) -> Figure:
     fig, ax = new_figure("StartChatContact outcomes per second (stacked)")
     columns = [c for c in (*CALL_OUTCOMES, DROPPED) if c in per_second and per_second[c].sum() > 0]
     if per_second.empty or not columns:
         empty_note(ax)
         return fig
     _stage_bands(ax, per_second)
+    _outage_bands(ax, outages or [])
     ax.stackplot(
         per_second["second"], *[per_second[c] for c in columns], labels=columns,
         colors=[COLORS[c] for c in columns], step="post",
@@ -153,11 +167,15 @@ def saturation_curve(per_stage: pd.DataFrame, rate_quota: float | None) -> Figur
 
 
 def render_all(
-    per_second: pd.DataFrame, per_stage: pd.DataFrame, quota_chats: float | None, quota_rate: float | None
+    per_second: pd.DataFrame,
+    per_stage: pd.DataFrame,
+    quota_chats: float | None,
+    quota_rate: float | None,
+    outages: list[dict[str, Any]] | None = None,
 ) -> dict[str, Figure]:
     return {
-        "offered_vs_accepted": offered_vs_accepted(per_second),
-        "outcomes": outcomes_stacked(per_second),
+        "offered_vs_accepted": offered_vs_accepted(per_second, outages),
+        "outcomes": outcomes_stacked(per_second, outages),
         "latency": latency_over_time(per_second),
         "active_chats": active_chats(per_second, quota_chats),
         "saturation": saturation_curve(per_stage, quota_rate),

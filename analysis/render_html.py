@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.display import operation_view, run_facts, stage_view, status_line, threshold_view
+from analysis.display import error_view, operation_view, run_facts, stage_view, status_line, threshold_view
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -52,6 +52,7 @@ def render(
     meta: dict[str, Any],
     per_stage: pd.DataFrame,
     per_operation: pd.DataFrame,
+    errors: pd.DataFrame,
     plots: dict[str, Path],
 ) -> str:
     findings = summary["findings"]
@@ -75,7 +76,9 @@ def render(
         html_table(stage_view(per_stage)),
         "<h2>Operations</h2>",
         html_table(operation_view(per_operation)),
-        "<p>Tables: tables/per_second.csv, tables/per_stage.csv, tables/per_operation.csv, "
+        "<h2>Errors (calls that did not succeed, by operation, outcome, HTTP status and error code)</h2>",
+        html_table(error_view(errors)),
+        "<p>Tables: tables/per_second.csv, tables/per_stage.csv, tables/per_operation.csv, tables/errors.csv "
         "(and .parquet), tables/chats.parquet (one row per chat). Machine-readable summary: summary.json.</p>",
     ]
     return page(f"chatload report {summary['run_id']}", body)

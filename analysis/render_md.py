@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.display import operation_view, run_facts, stage_view, status_line, threshold_view
+from analysis.display import error_view, operation_view, run_facts, stage_view, status_line, threshold_view
 
 
 def cell(value: Any) -> str:
@@ -32,6 +32,7 @@ def render(
     meta: dict[str, Any],
     per_stage: pd.DataFrame,
     per_operation: pd.DataFrame,
+    errors: pd.DataFrame,
     plots: dict[str, str],
 ) -> str:
     """`plots` maps plot name -> relative path of its PNG."""
@@ -62,11 +63,14 @@ def render(
         "## Operations",
         "",
         md_table(operation_view(per_operation)),
+        "## Errors (calls that did not succeed, by operation, outcome, HTTP status and error code)",
+        "",
+        md_table(error_view(errors)),
     ]
     if summary["notes"]:
         parts += ["## Notes", "", *[f"- {note}" for note in summary["notes"]], ""]
     parts += [
-        "Tables: `tables/per_second.csv`, `tables/per_stage.csv`, `tables/per_operation.csv`, "
+        "Tables: `tables/per_second.csv`, `tables/per_stage.csv`, `tables/per_operation.csv`, `tables/errors.csv` "
         "(and `.parquet`), `tables/chats.parquet` (one row per chat). Machine-readable summary: `summary.json`.",
         "",
     ]

@@ -35,19 +35,16 @@ def write_outputs(result: Analysis) -> None:
     write_tables(result.tables(), run_dir / "tables")
     little = summary["findings"]["littles_law"]
     figures = plots.render_all(
-        result.per_second, result.per_stage, little["concurrency_quota"], little["rate_quota"]
+        result.per_second, result.per_stage, little["concurrency_quota"], little["rate_quota"],
+        summary["findings"]["outages"],
     )
     paths = plots.save(figures, run_dir / "plots")
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (run_dir / "junit.xml").write_text(junit.render(summary), encoding="utf-8")
     relative = {name: f"plots/{path.name}" for name, path in paths.items()}
-    meta = result.run.meta
-    (run_dir / "report.md").write_text(
-        render_md.render(summary, meta, result.per_stage, result.per_operation, relative), encoding="utf-8"
-    )
-    (run_dir / "report.html").write_text(
-        render_html.render(summary, meta, result.per_stage, result.per_operation, paths), encoding="utf-8"
-    )
+    tables = (result.run.meta, result.per_stage, result.per_operation, result.errors)
+    (run_dir / "report.md").write_text(render_md.render(summary, *tables, relative), encoding="utf-8")
+    (run_dir / "report.html").write_text(render_html.render(summary, *tables, paths), encoding="utf-8")
 
 
 def build_report(run_dir: Path, target_peak_rate: float | None = None) -> dict[str, Any]:

@@ -145,6 +145,7 @@ def summary(
         notes.append(f"the run ended early ({ended_early}): later stages got fewer arrivals or none")
     pacer = meta.get("arrivals") if isinstance(meta.get("arrivals"), dict) else None
     notes += _arrivals_check(pacer, obs, start[DROPPED])
+    notes += [item["text"] for item in found["items"] if item["name"] == "outage"]
     schedule = _schedule(run, per_stage, obs.arrivals, start["ok"])
     if lost:
         notes.append(f"{len(lost)} worker(s) lost during the run: their load after that moment is missing")

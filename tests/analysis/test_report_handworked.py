@@ -216,3 +216,21 @@ def test_target_peak_rate_option(hand_run):
     # 10/s x 4.45/3 s = 14.83 chats
     assert little["concurrency_needed"] == pytest.approx(10 * 4.45 / 3)
     assert little["target_source"] == "--target-peak-rate"
+
+
+def test_error_breakdown(hand_run):
+    main([str(hand_run)])
+    errors = pd.read_csv(hand_run / "tables" / "errors.csv", keep_default_na=False)
+    # StartChatContact (11 calls): B2, B5 429 TooManyRequests; B3 429 LimitExceeded; B8 400 InvalidRequest.
+    # DisconnectParticipant (3 calls): c3's throttle at 2.0. Within an operation: most calls first, then name.
+    assert errors[["operation", "outcome", "http_status", "error_code", "calls"]].values.tolist() == [
+        [SCC, "throttled_tps", 429, "TooManyRequestsException", 2],
+        [SCC, "client_error", 400, "InvalidRequestException", 1],
+        [SCC, "throttled_concurrency", 429, "LimitExceededException", 1],
+        [DISC, "throttled_tps", 429, "TooManyRequestsException", 1],
+    ]
+    assert errors["share_of_operation"].tolist() == pytest.approx([2 / 11, 1 / 11, 1 / 11, 1 / 3])
+    assert "| StartChatContact | throttled_concurrency | 429 | LimitExceededException | 1 |" in (
+        hand_run / "report.md"
+    ).read_text()
+    assert "InvalidRequestException" in (hand_run / "report.html").read_text()
