@@ -4,7 +4,8 @@ Pure parts (consent_error, plan, format_plan, quota_warnings, meta_quotas) impor
 in the `chatload` process. The quota reading talks to AWS only through a client or session passed in
 (botocore is imported inside those functions), so tests drive it with botocore's Stubber.
 
-Plan math, for a schedule of stages with arrival rate r(t) over [0, D]:
+Plan math, for a schedule of stages with arrival rate r(t) over [0, D] (r and A are harness.pacer.Schedule's
+rate_at and expected_arrivals, the mean hold is HoldTime.expected()):
   A(t)             = integral of r from 0 to t (expected arrivals by time t)
   planned chats    = floor(A(D))
   mean chat life L = connect delay + messages x message interval + mean hold time
@@ -22,6 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.defaults import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
+from harness import scenario_model
+from harness.pacer import Schedule
+from harness.scenario_model import ChatLife, HoldTime, Scenario
 
 CONFIRM_FLAG = "--confirm-real-instance"
 CONFIRM_KEY = "confirm = true under [target]"
@@ -107,97 +111,52 @@ class RunPlan:
     peak_call_rates: dict[str, float] = field(default_factory=dict)  # operation -> calls/s at peak
 
 
-def _pieces(stages: Any) -> list[tuple[float, float, float, float]]:
-    """(t0, t1, rate at t0, rate at t1) per stage, following harness.scenario.Stage's ramp rule."""
-    pieces, t, previous = [], 0.0, 0.0
-    for stage in stages:
-        end_rate = float(stage.target_rate)
-        if getattr(stage, "ramp", "step") == "linear":
-            start = previous if getattr(stage, "start_rate", None) is None else float(stage.start_rate)
-        else:
-            start = end_rate
-        pieces.append((t, t + float(stage.duration_s), start, end_rate))
-        t += float(stage.duration_s)
-        previous = end_rate
-    return pieces
-
-
-def _arrivals(pieces: list[tuple[float, float, float, float]], t: float) -> float:
-    """A(t): expected arrivals from 0 to t (0 before the start, all of them after the end)."""
-    total = 0.0
-    for t0, t1, r0, r1 in pieces:
-        if t <= t0:
-            break
-        u = min(t, t1) - t0
-        slope = (r1 - r0) / (t1 - t0) if t1 > t0 else 0.0
-        total += r0 * u + slope * u * u / 2
-    return total
-
-
-def _rate_and_slope(pieces: list[tuple[float, float, float, float]], t: float) -> tuple[float, float]:
-    for t0, t1, r0, r1 in pieces:
-        if t0 <= t < t1:
-            slope = (r1 - r0) / (t1 - t0)
-            return r0 + slope * (t - t0), slope
-    return 0.0, 0.0
-
-
-def _peak_window(pieces: list[tuple[float, float, float, float]], life: float) -> float:
+def _peak_window(schedule: Schedule, life: float) -> float:
     """max over t of A(t) - A(t - life), exactly: f is quadratic between breakpoints."""
-    if life <= 0 or not pieces:
+    if life <= 0:
         return 0.0
-    edges = {p[0] for p in pieces} | {pieces[-1][1]}
+    edges = {0.0, *itertools.accumulate(stage.duration_s for stage in schedule.stages)}
     points = sorted(edges | {e + life for e in edges})
     candidates = list(points)
     for a, b in itertools.pairwise(points):
-        mid = (a + b) / 2
-        r1, k1 = _rate_and_slope(pieces, mid)
-        r2, k2 = _rate_and_slope(pieces, mid - life)
-        if k1 != k2:  # f'(t) = r(t) - r(t - life) is linear here; its zero is a vertex of f
-            vertex = mid - (r1 - r2) / (k1 - k2)
+        # f'(t) = r(t) - r(t - life) is linear on (a, b); its zero (read from two inner points, where no
+        # stage edge decides which stage owns the instant) is the vertex of f
+        p, q = a + (b - a) / 4, b - (b - a) / 4
+        g1 = schedule.rate_at(p) - schedule.rate_at(p - life)
+        g2 = schedule.rate_at(q) - schedule.rate_at(q - life)
+        if g1 != g2:
+            vertex = p - g1 * (q - p) / (g2 - g1)
             if a < vertex < b:
                 candidates.append(vertex)
-    return max(_arrivals(pieces, t) - _arrivals(pieces, t - life) for t in candidates)
+    return max(schedule.expected_arrivals(t) - schedule.expected_arrivals(t - life) for t in candidates)
 
 
-def _normal_cdf(x: float) -> float:
-    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
-
-
-def mean_hold_s(hold: Any) -> float:
+def mean_hold_s(hold: HoldTime) -> float:
     """Mean of the hold time; a max_s clips draws (min(draw, max_s)), so the mean is the clipped one."""
-    mean, cap = float(hold.mean_s), getattr(hold, "max_s", None)
-    if hold.distribution == "fixed" or mean <= 0:
-        return mean if cap is None else min(mean, float(cap))
-    if cap is None:
-        return mean
-    cap = float(cap)
-    if hold.distribution == "exponential":  # E[min(X, m)] = mean (1 - exp(-m / mean))
-        return mean * (1 - math.exp(-cap / mean))
-    sigma = float(hold.sigma)  # lognormal with this mean: mu = ln(mean) - sigma^2 / 2
-    if sigma <= 0:
-        return min(mean, cap)
-    mu = math.log(mean) - sigma * sigma / 2
-    z = (math.log(cap) - mu) / sigma
-    return mean * _normal_cdf(z - sigma) + cap * (1 - _normal_cdf(z))
+    if hold.distribution == "lognormal" and hold.sigma <= 0 and hold.max_s is not None:
+        return min(hold.mean_s, hold.max_s)  # a point mass; HoldTime.expected() would divide by sigma
+    return hold.expected()
 
 
-def mean_chat_life_s(chat: Any) -> float:
-    """Connect delay + messages x message interval (when connecting) + mean hold, cut at the chat duration."""
-    life = mean_hold_s(chat.hold)
-    if chat.connect:  # harness/customer.py waits the connect delay and sends messages only when connecting
-        life += float(chat.connect_delay_s) + chat.messages * float(chat.message_interval_s)
-    minutes = getattr(chat, "chat_duration_minutes", None)
+def mean_chat_life_s(chat: ChatLife) -> float:
+    """Connect delay + messages x message interval (when connecting) + mean hold, cut at the chat duration.
+
+    Unlike scenario_model.chat_life_s (pool sizing) there are no call allowances: this is the time a
+    chat holds quota. Two differences are kept here on purpose: without connect nothing but the hold
+    counts (harness/customer.py waits the connect delay and sends messages only when connecting; the
+    shared _talk_s would still count messages), and the chat duration (chat_duration_minutes) cuts it.
+    """
+    life = mean_hold_s(chat.hold) + (scenario_model._talk_s(chat) if chat.connect else 0.0)
+    minutes = chat.chat_duration_minutes
     return min(life, minutes * 60.0) if minutes else life
 
 
-def plan(scenario: Any) -> RunPlan:
+def plan(scenario: Scenario) -> RunPlan:
     """The run's expected load: chats, peak rate, peak concurrency, messages, calls per operation."""
-    pieces = _pieces(scenario.stages)
-    duration = pieces[-1][1] if pieces else 0.0
-    expected = _arrivals(pieces, duration)
+    schedule = Schedule(scenario.stages)
+    expected = schedule.total_arrivals
     chats = math.floor(expected + 1e-9)
-    peak = max((max(p[2], p[3]) for p in pieces), default=0.0)
+    peak = schedule.peak_rate()
     chat = scenario.chat
     life = mean_chat_life_s(chat)
     per_chat = {"StartChatContact": 1.0}
@@ -216,14 +175,14 @@ def plan(scenario: Any) -> RunPlan:
         region=target.region or "",
         instance=target.instance_id or "",
         contact_flow=target.contact_flow_id or "",
-        stages=len(pieces),
-        duration_s=duration,
+        stages=len(schedule.stages),
+        duration_s=schedule.duration_s,
         expected_arrivals=expected,
         planned_chats=chats,
         peak_rate=peak,
         mean_chat_life_s=life,
         steady_concurrency=peak * life,
-        peak_concurrency=min(_peak_window(pieces, life), peak * life),
+        peak_concurrency=min(_peak_window(schedule, life), peak * life),
         messages=int(chats * per_chat.get("SendMessage", 0)),
         calls={op: int(chats * n) for op, n in per_chat.items()},
         peak_call_rates={op: peak * n for op, n in per_chat.items()},
