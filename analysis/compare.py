@@ -39,11 +39,6 @@ def _share(summary: dict[str, Any], outcome: str) -> float | None:
     return _start(summary, outcome) / calls if calls else None
 
 
-def _rate(summary: dict[str, Any], count: Any) -> float | None:
-    duration = summary.get("duration_s")
-    return count / duration if duration and count is not None else None
-
-
 def metrics(result: Analysis) -> dict[str, Any]:
     """The figures compared, in display order (StartChatContact unless named otherwise)."""
     s = result.summary
@@ -58,8 +53,9 @@ def metrics(result: Analysis) -> dict[str, Any]:
         "dropped": _get(s, "arrivals", "dropped"),
         "calls": _start(s, "total"),
         "ok": _start(s, "ok"),
-        "mean offered rate /s": _rate(s, _get(s, "arrivals", "scheduled")),
-        "mean accepted rate /s": _rate(s, _start(s, "ok")),
+        "schedule s": _get(s, "schedule", "duration_s"),
+        "mean offered rate /s": _get(s, "schedule", "offered_rate"),
+        "mean accepted rate /s": _get(s, "schedule", "accepted_rate"),
         "max sustained accepted rate /s": _get(s, "findings", "max_sustained_accepted_rate"),
         "peak offered rate /s": _get(s, "findings", "peak_offered_rate"),
         "TPS throttle onset (offered /s)": _get(s, "findings", "tps_throttle_onset_rate"),

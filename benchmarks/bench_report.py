@@ -106,7 +106,8 @@ def generate(run_dir: Path, rows: int, workers: int) -> tuple[int, float]:
         pq.write_table(table, run_dir / "attempts" / f"w{w}.parquet")
     duration = stage_s * len(STAGES) + 200
     meta = {
-        "run_id": "bench", "started_at": T0, "ended_at": T0 + duration,
+        "run_id": "bench", "started_at": T0 - 5.0, "schedule_started_at": T0 + 1.0, "ended_at": T0 + duration,
+        "interrupted": False, "ended_early": None,
         "scenario": {"name": "bench", "stages": [{"name": s, "duration_s": stage_s, "target_rate": r}
                                                  for s, r in STAGES],
                      "thresholds": {"max_p95_ms": 200, "max_dropped_share": 0.01}},
@@ -174,6 +175,7 @@ def main() -> int:
             "within_targets": build_s < 60 and peak_bytes < 4 * 2**30,
             "report_exit_code": code,
             "headline": summary["findings"]["headline"],
+            "error_rows": len((run_dir / "tables" / "errors.csv").read_text().splitlines()) - 1,
             "cpus": os.cpu_count(),
         }, indent=2))
     finally:

@@ -179,6 +179,14 @@ def test_summary_thresholds_and_exit_code(hand_run, capsys):
     assert main([str(hand_run)]) == 1  # valid, one threshold failed
     out = capsys.readouterr().out
     assert "valid" in out and "report.html" in out and "throttled_tps 2" in out
+    lines = out.splitlines()
+    assert lines[0].endswith(": valid, thresholds FAILED: max_outcome_share.throttled_tps")
+    # 12 arrivals and 7 ok over the 4 s schedule
+    assert lines[1].startswith("StartChatContact: offered 3.00/s, accepted 1.75/s over the 4.0 s schedule")
+    # stage table: target, offered, accepted, ok %, TPS %, concurrency %, other %, dropped
+    assert lines[3].split() == ["low", "2.00", "2.00", "2.00", "100.0", "0.0", "0.0", "0.0", "0"]
+    assert lines[4].split() == ["high", "4.00", "4.00", "1.50", "42.9", "28.6", "14.3", "14.3", "1"]
+    assert "max_outcome_share.throttled_tps 0.1818 <= 0.1 FAIL" in out and len(lines) <= 10
     summary = json.loads((hand_run / "summary.json").read_text())
     for key in ("run_id", "scenario", "target", "valid", "invalid_reasons", "duration_s", "calls", "arrivals",
                 "stages", "findings", "thresholds", "passed"):
