@@ -1,7 +1,10 @@
 """Chats as the harness saw them: when each started and ended, and how many were active when.
 
 A chat is active from the moment its ok StartChatContact returned (t_start + latency) until its first
-ok DisconnectParticipant or StopContact returned, or the end of the run.
+ok DisconnectParticipant or StopContact was sent (its t_start), or the end of the run. The service
+takes a slot somewhere inside the start call and frees it somewhere inside the end call; counting
+from the start call's return to the end call's send never counts a chat the service no longer held,
+so the peak never reads above what the concurrency quota let through.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ def lifetimes(attempts: pd.DataFrame) -> pd.DataFrame:
         .min()
         .reset_index()
     )
-    ends = ok[ok["operation"].isin(ENDING_OPERATIONS)].assign(t_ended=_returned_at)[
+    ends = ok[ok["operation"].isin(ENDING_OPERATIONS)].assign(t_ended=lambda rows: rows["t_start"])[
         ["chat_key", "t_ended", "operation"]
     ]
     first_end = (

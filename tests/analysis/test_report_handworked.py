@@ -20,8 +20,9 @@ except B4 and the dropped B7):
   B7  3.55   3.6      dropped                  -  c11
   B8  3.8    3.8      client_error            15  c12
 Other calls: CreateParticipantConnection ok c1 at 0.5 (50 ms); DisconnectParticipant ok c1 at 1.0
-(100 ms -> c1 ends 1.1); StopContact ok c2 at 2.5 (0 ms -> ends 2.5); DisconnectParticipant
-throttled_tps c3 at 2.0 (5 ms, not an end); DisconnectParticipant ok c3 at 3.0 (0 ms -> ends 3.0).
+(100 ms; a chat ends when its end call is sent -> c1 ends 1.0); StopContact ok c2 at 2.5
+(0 ms -> ends 2.5); DisconnectParticipant throttled_tps c3 at 2.0 (5 ms, not an end);
+DisconnectParticipant ok c3 at 3.0 (0 ms -> ends 3.0).
 c4, c5, c8, c10 are never ended (active until the run end 4.5).
 """
 
@@ -167,10 +168,10 @@ def test_findings(hand_run):
     assert found["concurrency_quota_hit"] is True
     assert found["retry_amplification"] == pytest.approx(12 / 11)
     little = found["littles_law"]
-    # ended chats: c1 1.1-0.21 = 0.89, c2 2.5-0.73 = 1.77, c3 3.0-1.21 = 1.79; mean 4.45/3
-    assert little["mean_chat_duration_s"] == pytest.approx(4.45 / 3)
-    # 2.4/s x 1.48333 s = 3.56 chats needed > quota 3; rate 2.4/s needed > quota 2/s
-    assert little["concurrency_needed"] == pytest.approx(3.56)
+    # ended chats: c1 1.0-0.21 = 0.79, c2 2.5-0.73 = 1.77, c3 3.0-1.21 = 1.79; mean 4.35/3
+    assert little["mean_chat_duration_s"] == pytest.approx(4.35 / 3)
+    # 2.4/s x 1.45 s = 3.48 chats needed > quota 3; rate 2.4/s needed > quota 2/s
+    assert little["concurrency_needed"] == pytest.approx(3.48)
     assert little["concurrency_quota_sufficient"] is False
     assert (little["rate_needed"], little["rate_quota_sufficient"]) == (pytest.approx(2.4), False)
 
@@ -221,8 +222,8 @@ def test_summary_thresholds_and_exit_code(hand_run, capsys):
 def test_target_peak_rate_option(hand_run):
     main([str(hand_run), "--target-peak-rate", "10"])
     little = json.loads((hand_run / "summary.json").read_text())["findings"]["littles_law"]
-    # 10/s x 4.45/3 s = 14.83 chats
-    assert little["concurrency_needed"] == pytest.approx(10 * 4.45 / 3)
+    # 10/s x 4.35/3 s = 14.5 chats
+    assert little["concurrency_needed"] == pytest.approx(10 * 4.35 / 3)
     assert little["target_source"] == "--target-peak-rate"
 
 
