@@ -6,6 +6,7 @@ the locustfile imports locust first.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -74,9 +75,23 @@ def botocore_config(settings: ClientSettings, *, unsigned: bool = False) -> Conf
     return Config(**kwargs)
 
 
+# botocore's DEBUG lines carry request headers (X-Amz-Bearer: the participant and connection tokens)
+# and response bodies (the tokens again): never let them reach a log, whatever --loglevel says.
+SDK_LOGGERS = ("botocore", "boto3", "s3transfer")
+
+
+def quiet_sdk_logs() -> None:
+    """Cap the SDK's loggers at INFO, so `--loglevel DEBUG` cannot print tokens."""
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
 def make_clients(settings: ClientSettings) -> tuple[Any, Any]:
     """(connect, connectparticipant) boto3 clients. The participant client is unsigned: its calls
     authenticate by the participant or connection token header, not by SigV4."""
+    quiet_sdk_logs()
     if settings.target == "emulator":
         session = boto3.session.Session(
             aws_access_key_id=DEFAULT_ACCESS_KEY,

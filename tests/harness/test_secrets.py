@@ -1,0 +1,213 @@
+"""No secrets in a run folder or in Locust's output, even at --loglevel DEBUG (issue 8, point 5).
+
+A recording reverse proxy on loopback sits between Locust and the emulator and keeps every
+ParticipantToken and ConnectionToken the emulator hands out (response bodies), every bearer token
+sent back (X-Amz-Bearer) and every SigV4 signature (Authorization). After a short run with connect
+and messages, every file of the run folder (as bytes; Parquet files also cell by cell) and the Locust
+process's output are scanned for each of them, for the dummy access key and for the dummy secret key.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pyarrow.parquet as pq
+import pytest
+
+from emulator.defaults import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
+from emulator.testing import running_emulator
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+HIGH = {"rate": 1000, "burst": 1000}
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
+TOKEN_KEYS = ("ParticipantToken", "ConnectionToken")
+SIGNATURE = re.compile(r"Signature=([0-9a-f]{64})")
+
+
+class Seen:
+    """What went through the proxy: secrets by kind, and how many answers carried each kind."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.secrets: dict[str, set[str]] = {"ParticipantToken": set(), "ConnectionToken": set(), "bearer": set(),
+                                             "signature": set()}
+        self.operations: dict[str, int] = {}
+
+    def add(self, kind: str, value: str) -> None:
+        with self.lock:
+            self.secrets[kind].add(value)
+
+    def count(self, operation: str) -> None:
+        with self.lock:
+            self.operations[operation] = self.operations.get(operation, 0) + 1
+
+
+def collect_tokens(value: object, seen: Seen) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in TOKEN_KEYS and isinstance(item, str):
+                seen.add(key, item)
+            else:
+                collect_tokens(item, seen)
+    elif isinstance(value, list):
+        for item in value:
+            collect_tokens(item, seen)
+
+
+@contextmanager
+def recording_proxy(upstream: str, seen: Seen) -> Iterator[str]:
+    """A reverse proxy on 127.0.0.1 (free port) in front of `upstream`, recording into `seen`."""
+    target = urlsplit(upstream)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as boto3 expects
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+        def forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            if "X-Amz-Bearer" in self.headers:
+                seen.add("bearer", self.headers["X-Amz-Bearer"])
+            match = SIGNATURE.search(self.headers.get("Authorization", ""))
+            if match:
+                seen.add("signature", match.group(1))
+            upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+            try:
+                upstream_conn.request(self.command, self.path, body=body, headers=headers)
+                answer = upstream_conn.getresponse()
+                data = answer.read()
+                answer_headers = [(k, v) for k, v in answer.getheaders() if k.lower() not in HOP_BY_HOP]
+                status = answer.status
+            finally:
+                upstream_conn.close()
+            if data[:1] == b"{":
+                try:
+                    parsed = json.loads(data)
+                except ValueError:
+                    parsed = None
+                collect_tokens(parsed, seen)
+                if isinstance(parsed, dict):
+                    for key in TOKEN_KEYS:
+                        if key in json.dumps(parsed):
+                            seen.count(key)
+            self.send_response_only(status)
+            for key, value in answer_headers:
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = forward
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def texts_of(path: Path) -> Iterator[tuple[str, bytes]]:
+    """The file's bytes, and for Parquet every cell as text (compressed pages hide raw bytes)."""
+    data = path.read_bytes()
+    yield str(path), data
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        for name in table.column_names:
+            cells = "\n".join("" if v is None else str(v) for v in table.column(name).to_pylist())
+            yield f"{path}[{name}]", cells.encode()
+
+
+def test_no_token_or_credential_reaches_the_run_folder_or_the_log(tmp_path):
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(textwrap.dedent("""\
+        # 5 chats/s for 4 s: connect, three messages, hold, disconnect
+        [[stages]]
+        name = "secrets"
+        duration = "4s"
+        target_rate = 5
+        [chat]
+        connect = true
+        messages = 3
+        message_interval = "0.2s"
+        [chat.hold]
+        distribution = "fixed"
+        mean = "0.5s"
+    """))
+    out = tmp_path / "out"
+    seen = Seen()
+    config = {"rates": {"StartChatContact": HIGH, "StopContact": HIGH},
+              "participant_rates": {op: HIGH for op in ("CreateParticipantConnection", "SendMessage",
+                                                        "DisconnectParticipant")}}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    with running_emulator(config) as emu, recording_proxy(emu.url, seen) as proxy:
+        cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless",
+               "--loglevel", "DEBUG", "--scenario", str(scenario), "--endpoint-url", proxy, "--out", str(out)]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+        state = emu.state()
+    assert proc.returncode in (0, 1), stderr.decode(errors="replace")[-3000:]
+    # the proxy really saw the secrets of every chat
+    chats = state["operations"]["StartChatContact"]["accepted"]
+    connections = state["operations"]["CreateParticipantConnection"]["accepted"]
+    assert chats >= 15 and connections == chats, state["operations"]
+    assert len(seen.secrets["ParticipantToken"]) == chats
+    assert len(seen.secrets["ConnectionToken"]) == connections
+    assert seen.secrets["bearer"] >= seen.secrets["ConnectionToken"] | seen.secrets["ParticipantToken"]
+    assert seen.secrets["signature"]
+    needles: dict[bytes, str] = {}
+    for kind, values in seen.secrets.items():
+        for value in values:
+            needles[value[:16].encode()] = kind  # a prefix: a truncated token is a leak too
+    needles[DEFAULT_ACCESS_KEY.encode()] = "access key"
+    run = next(out.iterdir())
+    files = sorted(p for p in run.rglob("*") if p.is_file())
+    names = {p.relative_to(run).as_posix() for p in files}
+    for expected in ("meta.json", "summary.json", "report.html", "report.md", "junit.xml", "locust.html",
+                     "locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv", "attempts/local.parquet",
+                     "tables/per_second.csv"):
+        assert expected in names, (expected, sorted(names))
+    sources = [(where, data) for path in files for where, data in texts_of(path)]
+    sources += [("locust stdout", stdout), ("locust stderr", stderr)]
+    # the dummy secret key is also the project's name: look for it where a leaked credential would be
+    secret_key = re.compile(rb"(?i)(secret|aws_secret_access_key|password|credential)[\"' :=]{1,6}"
+                            + re.escape(DEFAULT_SECRET_KEY.encode()))
+    leaks = []
+    for where, data in sources:
+        for needle, kind in needles.items():
+            if needle in data:
+                leaks.append(f"{kind} in {where}")
+        if secret_key.search(data):
+            leaks.append(f"secret key in {where}")
+        if re.search(rb"(?i)x-amz-bearer|authorization: aws4", data):
+            leaks.append(f"an auth header in {where}")
+    assert not leaks, leaks
+    assert len(sources) >= 15
