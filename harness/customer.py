@@ -76,7 +76,8 @@ class Customer:
         self.name = name
         self.report = report
         self.started_chats = 0
-        self.last_ended_contact: str | None = None
+        self.last_ended_contact: str | None = None  # FROM_SEGMENT continues from exactly this contact
+        self.session_first_contact: str | None = None  # ENTIRE_PAST_SESSION names the session's first
         types = ["text/plain"]
         if life.message_content_type != "text/plain":
             types.append(life.message_content_type)
@@ -124,9 +125,12 @@ class Customer:
         if life.chat_duration_minutes:
             request["ChatDurationInMinutes"] = int(life.chat_duration_minutes)
         if life.persistent and self.last_ended_contact:
+            # AWS: ENTIRE_PAST_SESSION takes the first contact of a past session (and continues from its
+            # most recent ended contact); FROM_SEGMENT continues from exactly the contact named.
+            source = self.session_first_contact if life.persistent == "ENTIRE_PAST_SESSION" else None
             request["PersistentChat"] = {
                 "RehydrationType": life.persistent,
-                "SourceContactId": self.last_ended_contact,
+                "SourceContactId": source or self.last_ended_contact,
             }
         return request
 
@@ -194,6 +198,8 @@ class Customer:
             if result in (ENDED, ALREADY_ENDED):
                 self.chats.ended(live.contact_id)
                 self.last_ended_contact = live.contact_id
+                if self.session_first_contact is None:
+                    self.session_first_contact = live.contact_id
                 return True
             if result != RETRY:
                 return False

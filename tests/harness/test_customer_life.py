@@ -192,6 +192,18 @@ def test_persistent_chats_continue_from_the_last_ended_contact(tmp_path):
     assert second["PersistentChat"] == {"RehydrationType": "ENTIRE_PAST_SESSION", "SourceContactId": "contact-1"}
 
 
+def test_entire_past_session_always_names_the_sessions_first_contact(tmp_path):
+    """AWS wants the first contact of the past session for ENTIRE_PAST_SESSION, however long the
+    session has grown; FROM_SEGMENT names exactly the last ended contact."""
+    for rehydration, expected in (("ENTIRE_PAST_SESSION", ["contact-1", "contact-1"]),
+                                  ("FROM_SEGMENT", ["contact-1", "contact-4"])):  # fmt: skip  (ids count every call)
+        customer, api, _, _ = make(tmp_path / rehydration, replace(LIFE, messages=0, persistent=rehydration))
+        for t in (1.0, 2.0, 3.0):
+            customer.live_chat(Arrival(t, "s"))
+        starts = [kw for op, kw in api.calls if op == "StartChatContact"]
+        assert [kw["PersistentChat"]["SourceContactId"] for kw in starts[1:]] == expected, rehydration
+
+
 def test_hold_draws_are_reproducible_per_seed():
     hold = HoldTime("lognormal", 10.0, sigma=0.5, max_s=30.0)
     a = [hold.sample(random.Random("run/local/1")) for _ in range(3)]
