@@ -56,11 +56,12 @@ def end_for_clean_up(ender: Customer, chat: LiveChat, operation: str) -> tuple[s
 def write_final_meta(run: Run) -> None:
     meta = dict(run.meta)
     summaries = list(run.done.values())
+    took_part = set(run.done) | set(run.workers) | run.lost()
     not_ended = sorted(c for s in summaries for c in s["clean_up"]["not_ended"])
     arrivals = [s["arrivals"] for s in summaries if s.get("arrivals")]
     meta.update(
         ended_at=time.time(),
-        workers=sorted(s["worker"] for s in summaries) or run.workers,
+        workers=sorted(took_part),
         lost_workers=run.lost_workers,
         clean_up={
             "ended": sum(s["clean_up"]["ended"] for s in summaries),
@@ -72,7 +73,9 @@ def write_final_meta(run: Run) -> None:
         interrupted=bool(run.meta.get("interrupted")),
         schedule_started_at=run.t0,
     )
-    missing = sorted(set(run.workers) - set(run.done))
+    if run.inbox is not None and run.inbox.recorders:
+        meta["shipped_rows"] = {w: r.rows_written for w, r in sorted(run.inbox.recorders.items())}
+    missing = sorted(took_part - set(run.done))
     if missing:
         meta["clean_up"]["unreported_workers"] = missing
     run.meta = meta

@@ -5,6 +5,10 @@ second, and on stop, quit and SIGTERM, so a killed process loses at most its las
 clean stop the CSV is compacted into `attempts/<worker>.parquet` (written to a temporary name,
 then renamed; the CSV is removed only after that). Only the columns below are written: whatever
 else a row carries (a token, by mistake) never reaches the file.
+
+A worker that does not share the master's filesystem gives the recorder a `ship` function instead:
+each flush hands the buffered rows to it (harness.shipping sends them to the master, which writes
+them with a recorder of its own), and no file is written on the worker.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class Recorder:
         *,
         sink: Callable[[dict], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ship: Callable[[list[dict]], None] | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.worker = worker
@@ -89,10 +94,12 @@ class Recorder:
         self.parquet_path = self.folder / f"{worker}.parquet"
         self._sink = sink
         self._clock = clock
+        self._ship = ship
         self._rows: list[dict] = []
         self._file = None
         self._writer = None
         self.rows_written = 0
+        self.ship_failures = 0
         self.last_flush = clock()
         self.closed = False
 
@@ -106,12 +113,26 @@ class Recorder:
     def pending(self) -> int:
         return len(self._rows)
 
+    @property
+    def ships(self) -> bool:
+        return self._ship is not None
+
     def flush(self) -> int:
-        """Append the buffered rows to the CSV and hand them to the OS; returns how many."""
+        """Append the buffered rows to the CSV and hand them to the OS (or ship them); returns how many."""
         self.last_flush = self._clock()
         if self.closed:
             return 0
         rows, self._rows = self._rows, []
+        if self._ship is not None:
+            if rows:
+                try:
+                    self._ship(rows)
+                except Exception:  # not sent: kept for the next flush
+                    self._rows[:0] = rows
+                    self.ship_failures += 1
+                    return 0
+                self.rows_written += len(rows)
+            return len(rows)
         if self._file is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             fresh = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
@@ -125,9 +146,13 @@ class Recorder:
         self._file.flush()
         return len(rows)
 
-    def close(self, compact: bool = True) -> Path:
+    def close(self, compact: bool = True) -> Path | None:
         """Flush, close the CSV and (by default) compact it to Parquet. Returns the file that holds
-        the rows. Safe to call twice."""
+        the rows (a shipping recorder: None, it writes no file). Safe to call twice."""
+        if self._ship is not None:
+            self.flush()
+            self.closed = True
+            return None
         if not self.closed:
             self.flush()
             self.closed = True

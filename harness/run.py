@@ -32,8 +32,20 @@ class Run:
     outputs: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
     done: dict[str, dict] = field(default_factory=dict)  # worker -> its end-of-run summary
-    workers: list[str] = field(default_factory=list)
-    lost_workers: list[dict] = field(default_factory=list)
+    workers: list[str] = field(default_factory=list)  # the master's workers with a share now
+    lost_workers: list[dict] = field(default_factory=list)  # [{"worker": "w1", "at": epoch seconds}]
+    token: str | None = None  # master: the run folder's token (harness.shipping)
+    inbox: Any = None  # master: a harness.shipping.Inbox for the rows workers ship
+
+    def lost(self) -> set[str]:
+        return {entry["worker"] for entry in self.lost_workers}
+
+    def lose(self, worker: str, at: float) -> bool:
+        """Note a worker lost at `at` (once); True if it was not known lost yet."""
+        if worker in self.lost():
+            return False
+        self.lost_workers.append({"worker": worker, "at": at})
+        return True
 
     @property
     def duration_s(self) -> float:

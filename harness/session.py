@@ -34,7 +34,7 @@ import gevent.queue
 from locust.runners import MasterRunner, WorkerRunner
 
 from harness import options as run_options
-from harness import runfolder
+from harness import runfolder, shipping
 from harness.arrivals import Dispatcher
 from harness.chats import LiveChats
 from harness.client import Api, Call, ClientSettings, make_clients
@@ -106,6 +106,7 @@ class Session:
         if self.is_master:
             self.runner.register_message(MSG_DONE, self.on_done_message)
             self.runner.register_message(MSG_KILL, self.on_kill_message)
+            self.runner.register_message(shipping.MSG_ROWS, self.on_rows_message)
         gevent.signal_handler(signal.SIGTERM, self.on_sigterm)
 
     def check_before_start(self) -> None:
@@ -162,6 +163,8 @@ class Session:
         run = Run(settings, folder.name, folder, pool_size(scenario), time.time(), Schedule(scenario.stages))
         run.meta = self.initial_meta(run)
         runfolder.write_json(folder / "meta.json", run.meta)
+        if self.is_master:
+            run.token, run.inbox = shipping.write_token(folder), shipping.Inbox(folder)
         self.ending.clear()
         self.live.set_duration(scenario.duration_s)
         quotas = run.meta["quotas"]
@@ -219,7 +222,8 @@ class Session:
                 run.outputs = runfolder.LocustOutputs(environment, run.folder)
                 run.outputs.start()
             if self.is_master:
-                self.runner.send_message(MSG_RUN, {"run_id": run.run_id, "folder": str(run.folder)})
+                info = {"run_id": run.run_id, "folder": str(run.folder), "token": run.token}
+                self.runner.send_message(MSG_RUN, info)
                 return
             self.start_load(run.settings, run.run_id, run.folder, "local")
         else:
@@ -230,12 +234,21 @@ class Session:
                 log.error("chatload: worker cannot run: %s", exc)
                 return
             folder = Path(info.get("folder") or settings.out / (info.get("run_id") or "unknown-run"))
-            self.start_load(settings, info.get("run_id") or folder.name, folder, f"w{self.runner.worker_index}")
+            run_id, worker = info.get("run_id") or folder.name, f"w{self.runner.worker_index}"
+            ship = None
+            if shipping.must_ship(folder, info.get("token")):
+                ship = shipping.shipper(self.runner.send_message, run_id, worker)
+                log.info("chatload: worker %s ships its attempts rows to the master", worker)
+            self.start_load(settings, run_id, folder, worker, ship)
 
-    def start_load(self, settings: run_options.RunSettings, run_id: str, folder: Path, worker: str) -> None:
+    def start_load(
+        self, settings: run_options.RunSettings, run_id: str, folder: Path, worker: str, ship: Any = None
+    ) -> None:
+        """Local / worker: the recorder (writing attempts/<worker>.csv, or shipping its rows with
+        `ship`), the clients, the live-chat registry and the flusher for this run."""
         self.ending.clear()
         scenario = settings.scenario
-        recorder = Recorder(folder / "attempts", worker, sink=self.live.record)
+        recorder = Recorder(folder / "attempts", worker, sink=self.live.record, ship=ship)
         client_settings = ClientSettings(
             target=scenario.target.kind,
             endpoint_url=settings.endpoint_url,
@@ -328,7 +341,8 @@ class Session:
         if summary is not None:
             run.done[summary["worker"]] = summary
         if self.is_master:
-            wait_for_workers(run, WORKER_DONE_WAIT_S, gevent.sleep)
+            wait_for_workers(self.runner, run, WORKER_DONE_WAIT_S, gevent.sleep)
+            self.close_inbox(run)
         write_final_meta(run)
         if run.outputs is not None:
             try:
@@ -378,6 +392,27 @@ class Session:
         run = self.run
         if run is not None and not run.stopped:
             run.ended_early = run.ended_early or str(msg.data.get("reason") or "kill switch")  # prefixed by kill()
+
+    def on_rows_message(self, environment: Any, msg: Any, **_: Any) -> None:
+        """Master: rows a worker ships; appended to attempts/<worker>.csv in the run's folder."""
+        run_id = msg.data.get("run_id") if isinstance(msg.data, dict) else None
+        run = next((r for r in (self.run, self.last_run) if r is not None and r.run_id == run_id), None)
+        if run is None or run.inbox is None:
+            log.warning("chatload: attempts rows for unknown run %s from a worker: not kept", run_id)
+            return
+        try:
+            run.inbox.receive(msg.data)
+        except ValueError as exc:
+            log.warning("chatload: attempts rows from a worker not kept: %s", exc)
+
+    def close_inbox(self, run: Run) -> None:
+        """Master at the run's end: compact the shipped attempts files, remove the folder token."""
+        if run.inbox is not None:
+            try:
+                run.inbox.close(compact=True)
+            except Exception:  # a bad shipped file must not cost us meta.json and the report
+                log.exception("chatload: could not compact the shipped attempts files")
+        shipping.remove_token(run.folder)
 
     def on_done_message(self, environment: Any, msg: Any, **_: Any) -> None:
         if self.run is not None:

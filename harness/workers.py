@@ -2,11 +2,12 @@
 the workers the master loses during a run.
 
 Messages (Locust's custom messages):
-- "chatload_run"   master → workers at test start: {run_id, folder}
+- "chatload_run"   master → workers at test start: {run_id, folder, token} (token: harness.shipping)
 - "chatload_share" master → each worker when the pool has spawned, and again when a worker joins
   or is lost: {index, count, t0}; worker `index` of `count` takes the fraction 1/count of the global
   rate with phase (index + 1) / count, counting time from t0 (epoch seconds)
-- "chatload_done"  worker → master after its clean-up: {worker, clean_up, arrivals}
+- "chatload_rows"  worker → master, a worker that ships its rows (harness.shipping)
+- "chatload_done"  worker → master after its clean-up (and its last rows): {worker, clean_up, arrivals}
 - "chatload_kill"  worker → master when its kill switch trips: {reason}
 """
 
@@ -17,8 +18,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from locust.runners import STATE_MISSING
-
 from harness.pacer import Share
 from harness.run import Run
 
@@ -27,6 +26,7 @@ log = logging.getLogger("chatload")
 MSG_RUN, MSG_SHARE, MSG_DONE = "chatload_run", "chatload_share", "chatload_done"
 MSG_KILL = "chatload_kill"
 WATCH_INTERVAL_S = 1.0
+STATE_MISSING = "missing"  # locust.runners.STATE_MISSING (not imported: this module stays free of gevent)
 
 
 def worker_name(runner: Any, client_id: str) -> str:
@@ -52,25 +52,48 @@ def share_of(data: dict[str, Any]) -> Share:
     return Share(fraction=1.0 / count, phase=(index + 1) / count)
 
 
+def note_lost(runner: Any, run: Run, known: set[str], clock: Callable[[], float] = time.time) -> set[str]:
+    """Record every worker of `known` (client ids) that is missing or gone now; returns the ids
+    active now. Locust marks a worker missing when its heartbeats stop (HEARTBEAT_LIVENESS beats of
+    HEARTBEAT_INTERVAL seconds, about 4 s)."""
+    now = {n.id for n in active_workers(runner)}
+    for lost in known - now:
+        name = worker_name(runner, lost)
+        if run.lose(name, clock()):
+            log.warning("chatload: worker %s lost: the others take over its share", name)
+    return now
+
+
 def watch_workers(runner: Any, run: Run, sleep: Callable[[float], Any]) -> None:
     """Master: re-base the shares when a worker joins or leaves during the run."""
     known = {n.id for n in active_workers(runner)}
     while not run.stopped:
         sleep(WATCH_INTERVAL_S)
-        now = {n.id for n in active_workers(runner)}
+        now = note_lost(runner, run, known)
         if now == known:
             continue
-        for lost in known - now:
-            name = worker_name(runner, lost)
-            run.lost_workers.append({"worker": name, "at": time.time()})
-            log.warning("chatload: worker %s lost: the others take over its share", name)
         known = now
         if now:
             send_shares(runner, run)
 
 
-def wait_for_workers(run: Run, wait_s: float, sleep: Callable[[float], Any]) -> None:
-    """Master at test stop: wait (up to wait_s) for every worker's "chatload_done"."""
+def awaited(runner: Any, run: Run) -> set[str]:
+    """The workers whose "chatload_done" the master still waits for: they had a share, have not
+    reported, and are neither lost nor missing now (a missing one is noted as lost)."""
+    present = {worker_name(runner, n.id): n.id for n in active_workers(runner)}
+    waiting = set(run.workers) - set(run.done) - run.lost()
+    for name in waiting - set(present):
+        if run.lose(name, time.time()):
+            log.warning("chatload: worker %s lost before it reported its clean-up", name)
+    return waiting & set(present)
+
+
+def wait_for_workers(runner: Any, run: Run, wait_s: float, sleep: Callable[[float], Any]) -> None:
+    """Master at test stop: wait (up to wait_s) for the "chatload_done" of every worker still
+    there; a worker lost meanwhile is not waited for."""
     deadline = time.time() + wait_s
-    while set(run.workers) - set(run.done) and time.time() < deadline:
+    while awaited(runner, run) and time.time() < deadline:
         sleep(0.2)
+    late = awaited(runner, run)
+    if late:
+        log.warning("chatload: no clean-up report from %s within %.0f s", ", ".join(sorted(late)), wait_s)

@@ -1,0 +1,220 @@
+"""A real Locust master and two real workers (three processes) against the emulator.
+
+Each run is 20 chats/s for 10 s (a few seconds more with start-up and the report). The attempts
+files in the master's run folder must hold exactly what the emulator counted, whether the workers
+wrote them directly (same filesystem) or shipped their rows to the master (CHATLOAD_SHIP_ROWS=1);
+a worker killed mid-run is noted as lost and the run still ends by itself, by its thresholds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from emulator.defaults import DEFAULT_INSTANCE_ID
+from emulator.testing import running_emulator
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+HIGH = {"rate": 1000, "burst": 1000}
+CONFIG = {"rates": {"StartChatContact": HIGH, "StopContact": HIGH}}
+RATE, DURATION_S = 20, 10
+SCENARIO = f"""\
+    # {RATE} chats/s for {DURATION_S} s, each chat started and stopped at once
+    [[stages]]
+    name = "steady"
+    duration = "{DURATION_S}s"
+    target_rate = {RATE}
+    [chat]
+    connect = false
+"""
+EMULATOR_CLASSES = {
+    "ok": "accepted", "throttled_tps": "throttled_tps", "throttled_concurrency": "throttled_concurrency",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    master: subprocess.Popen
+    workers: list[subprocess.Popen]
+    logs: list[Path]
+
+    def output(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.logs if p.exists())
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.master.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the master did not end within {timeout_s} s:\n{self.output()}") from None
+
+
+def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), *args], cwd=ROOT, env=env,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def cluster(tmp_path: Path, emulator_url: str, worker_env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A headless master expecting 2 workers, and the 2 workers; every process group is killed on exit."""
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(textwrap.dedent(SCENARIO))
+    port = str(free_port())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHATLOAD_"))}
+    logs = [tmp_path / "master.log", tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(_start([
+            "--master", "--headless", "--only-summary", "--expect-workers", "2", "--expect-workers-max-wait", "30",
+            "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+            "--scenario", str(scenario), "--endpoint-url", emulator_url, "--out", str(tmp_path / "out"),
+        ], logs[0], env))  # fmt: skip
+        for log in logs[1:]:
+            args = ["--worker", "--master-host", "127.0.0.1", "--master-port", port]
+            procs.append(_start(args, log, {**env, **(worker_env or {})}))
+        yield Cluster(procs[0], procs[1:], logs)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def only_run(out: Path) -> Path:
+    (run,) = list(out.iterdir())
+    return run
+
+
+def attempts(run: Path) -> pd.DataFrame:
+    """Every attempts file of the run folder (a stem with a parquet file ignores its csv)."""
+    files = {p.stem: p for p in (run / "attempts").glob("*.csv")}
+    files.update({p.stem: p for p in (run / "attempts").glob("*.parquet")})
+    assert files, list((run / "attempts").iterdir())
+    frames = [pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p) for p in files.values()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def counts(frame: pd.DataFrame, operation: str) -> dict[str, int]:
+    return frame[frame["operation"] == operation]["outcome"].value_counts().to_dict()
+
+
+def assert_counts_match(frame: pd.DataFrame, state: dict) -> None:
+    for operation, by_class in state["operations"].items():
+        mine = counts(frame, operation)
+        assert sum(mine.values()) == by_class["requests"], (operation, mine, by_class)
+        for outcome, key in EMULATOR_CLASSES.items():
+            assert mine.get(outcome, 0) == by_class[key], (operation, outcome, mine, by_class)
+
+
+def assert_rate(state: dict) -> None:
+    offered = state["operations"]["StartChatContact"]["requests"] / DURATION_S
+    assert abs(offered - RATE) <= 0.02 * RATE, offered
+
+
+def run_to_the_end(tmp_path: Path, worker_env: dict[str, str] | None) -> tuple[int, Path, dict]:
+    with running_emulator(CONFIG) as emu, cluster(tmp_path, emu.url, worker_env) as procs:
+        code = procs.wait(60)
+        for worker in procs.workers:  # the master's quit reaches them
+            worker.wait(timeout=15)
+        state = emu.state()
+        assert code in (0, 1), procs.output()
+    return code, only_run(tmp_path / "out"), state
+
+
+def test_two_workers_on_one_filesystem_write_into_the_run_folder(tmp_path):
+    code, run, state = run_to_the_end(tmp_path, None)
+    assert_rate(state)
+    frame = attempts(run)
+    assert_counts_match(frame, state)
+    assert sorted(p.name for p in (run / "attempts").iterdir()) == ["w0.parquet", "w1.parquet"]
+    assert sorted(frame["worker"].unique()) == ["w0", "w1"]
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["workers"] == ["w0", "w1"] and meta["lost_workers"] == []
+    assert "shipped_rows" not in meta  # written directly: the token matched
+    assert meta["clean_up"]["still_active"] == 0 and "unreported_workers" not in meta["clean_up"]
+    assert not (run / ".chatload-run-token").exists()
+    assert state["instances"][DEFAULT_INSTANCE_ID]["active_chats"] == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert code == (0 if summary["passed"] else 1)
+
+
+def test_workers_that_ship_their_rows_reach_the_masters_run_folder(tmp_path):
+    code, run, state = run_to_the_end(tmp_path, {"CHATLOAD_SHIP_ROWS": "1"})
+    assert_rate(state)
+    frame = attempts(run)
+    assert_counts_match(frame, state)
+    assert sorted(p.name for p in (run / "attempts").iterdir()) == ["w0.parquet", "w1.parquet"]
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["workers"] == ["w0", "w1"] and meta["lost_workers"] == []
+    shipped = meta["shipped_rows"]
+    assert set(shipped) == {"w0", "w1"} and sum(shipped.values()) == len(frame)
+    assert frame["worker"].value_counts().to_dict() == shipped
+    assert meta["clean_up"]["still_active"] == 0
+    assert not (run / ".chatload-run-token").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert code == (0 if summary["passed"] else 1)
+
+
+def test_a_worker_killed_mid_run_is_noted_and_the_run_ends_by_its_thresholds(tmp_path):
+    with running_emulator(CONFIG) as emu, cluster(tmp_path, emu.url, {"CHATLOAD_SHIP_ROWS": "1"}) as procs:
+        deadline = time.time() + 30
+        shipped = []
+        while time.time() < deadline and len(shipped) < 2:
+            shipped = list((tmp_path / "out").glob("*/attempts/w*.csv"))
+            time.sleep(0.2)
+        assert len(shipped) == 2, procs.output()
+        time.sleep(2.0)  # a few seconds into the schedule
+        victim = procs.workers[1]
+        os.killpg(victim.pid, signal.SIGKILL)
+        killed_at = time.time()
+        victim.wait()
+        code = procs.wait(60)
+        procs.workers[0].wait(timeout=15)
+        state = emu.state()
+        output = procs.output()
+    assert code in (0, 1), output
+    run = only_run(tmp_path / "out")
+    meta = json.loads((run / "meta.json").read_text())
+    (lost,) = meta["lost_workers"]
+    survivor = ({"w0", "w1"} - {lost["worker"]}).pop()
+    assert killed_at < lost["at"] < killed_at + 10, (lost, killed_at)
+    assert meta["workers"] == ["w0", "w1"]
+    assert meta["clean_up"]["unreported_workers"] == [lost["worker"]]
+    frame = attempts(run)
+    mine = frame[frame["worker"] == lost["worker"]]
+    assert len(mine) > 0 and (mine["t_start"] < killed_at).all()  # what it sent before dying is kept
+    assert (run / "attempts" / f"{lost['worker']}.parquet").is_file()
+    starts = counts(frame, "StartChatContact")
+    assert sum(starts.values()) <= state["operations"]["StartChatContact"]["requests"]
+    theirs = frame[(frame["worker"] == survivor) & (frame["operation"] == "StartChatContact")]
+    late = theirs[theirs["t_start"] > lost["at"] + 1.0]
+    if len(late) >= 2:  # after the loss the survivor takes the whole rate
+        rate = (len(late) - 1) / (late["t_start"].max() - late["t_start"].min())
+        assert rate > 0.8 * RATE, rate
+    summary = json.loads((run / "summary.json").read_text())
+    assert [w["worker"] for w in summary["lost_workers"]] == [lost["worker"]]
+    assert code == (0 if summary["passed"] else 1), (code, summary.get("passed"), summary.get("invalid_reasons"))
