@@ -16,15 +16,16 @@ _spec.loader.exec_module(e2e)
 
 @pytest.mark.parametrize("rehydration", ["ENTIRE_PAST_SESSION", "FROM_SEGMENT"])
 def test_each_customer_continues_its_past_chats(tmp_path: Path, rehydration: str) -> None:
-    # 3 users, 4 chats/s for 4 s: each customer lives ~5 chats in a row, so most starts rehydrate, and
-    # ENTIRE_PAST_SESSION sessions grow past two contacts (the case that must name the first one).
+    # 3 users, 3 chats/s for 5 s, chats of ~0.6 s: each customer lives ~5 chats in a row, so most starts
+    # rehydrate, and ENTIRE_PAST_SESSION sessions grow past two contacts (the case that must name the
+    # first one).
     path = e2e.scenario(tmp_path, f"""
         # persistent chats, short
         users = 3
         [[stages]]
         name = "steady"
-        duration = "4s"
-        target_rate = 4
+        duration = "5s"
+        target_rate = 3
         [[stages]]
         name = "drain"
         duration = "1s"
@@ -33,12 +34,15 @@ def test_each_customer_continues_its_past_chats(tmp_path: Path, rehydration: str
         connect = true
         end_by = "disconnect"
         persistent = "{rehydration}"
-        hold = "0.1s"
+        messages = 2
+        message_interval = "0.2s"
+        hold = "0.2s"
         [thresholds]
         max_dropped_share = 1
         [target.emulator_config.participant_rates]
         CreateParticipantConnection = {{ rate = 1000, burst = 1000 }}
         DisconnectParticipant = {{ rate = 1000, burst = 1000 }}
+        SendMessage = {{ rate = 1000, burst = 1000 }}
         [target.emulator_config.rates]
         StartChatContact = {{ rate = 1000, burst = 1000 }}
     """)
