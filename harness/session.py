@@ -43,12 +43,12 @@ from harness.finish import CLEAN_UP_DEADLINE_S, end_load, write_final_meta
 from harness.live import LiveStats, install
 from harness.outcome import CallFailed
 from harness.pacer import Schedule, Share
-from harness.preflight import consent_error, plan
+from harness.prepare import initial_meta, refusal
 from harness.recorder import Recorder, flush_forever
 from harness.run import Load, Run
 from harness.runid import new_run_id
-from harness.safety import ChatBudget, KillSwitch, check_caps, effective_caps
-from harness.scenario import ScenarioError, pool_size, scenario_to_dict
+from harness.safety import ChatBudget, KillSwitch, effective_caps
+from harness.scenario import ScenarioError, pool_size
 from harness.workers import (
     MSG_DONE,
     MSG_KILL,
@@ -114,27 +114,13 @@ class Session:
         exit code 2 before anything starts."""
         try:
             settings = run_options.resolve(self.environment.parsed_options)
-            line = self.refusal(settings)
+            line = refusal(settings)
         except (run_options.UsageError, ScenarioError) as exc:
             line = str(exc)
         if line:
             sys.stderr.write(f"chatload: {line}\n")
             sys.stderr.flush()
             sys.exit(runfolder.EXIT_INVALID)
-
-    def refusal(self, settings: run_options.RunSettings) -> str | None:
-        """Why this run must not start (consent, caps, no emulator), or None."""
-        scenario = settings.scenario
-        problem = consent_error(scenario, settings.confirm)
-        if problem:
-            return problem
-        caps = effective_caps(scenario, settings.max_chats, settings.max_rate)
-        problem = check_caps(plan(scenario), caps)
-        if problem:
-            return problem
-        if scenario.target.kind == "emulator" and settings.endpoint_url:
-            return runfolder.emulator_problem(settings.endpoint_url)
-        return None
 
     # ------------------------------------------------------------------ master / local: the run
 
@@ -152,7 +138,7 @@ class Session:
 
     def prepare(self) -> Run:
         settings = run_options.resolve(self.environment.parsed_options)
-        problem = self.refusal(settings)
+        problem = refusal(settings)
         if problem:
             raise run_options.UsageError(problem)
         scenario = settings.scenario
@@ -161,7 +147,7 @@ class Session:
             run_id = new_run_id(scenario.name)  # the web UI's next run
         folder = runfolder.create(settings.out, run_id)
         run = Run(settings, folder.name, folder, pool_size(scenario), time.time(), Schedule(scenario.stages))
-        run.meta = self.initial_meta(run)
+        run.meta = initial_meta(run)
         runfolder.write_json(folder / "meta.json", run.meta)
         if self.is_master:
             run.token, run.inbox = shipping.write_token(folder), shipping.Inbox(folder)
@@ -171,38 +157,6 @@ class Session:
         self.live.set_quota(quotas.get("concurrent_chats"), (quotas.get("StartChatContact") or {}).get("rate"))
         log.info("chatload: run %s: %s, %d users, folder %s", run.run_id, scenario.name, run.users, folder)
         return run
-
-    def initial_meta(self, run: Run) -> dict[str, Any]:
-        settings, scenario = run.settings, run.settings.scenario
-        target = scenario.target
-        quotas = runfolder.default_quotas()
-        if target.kind == "aws":
-            quotas = runfolder.aws_quotas(target.region, target.instance_id)
-        if target.kind == "emulator" and settings.endpoint_url:
-            if target.emulator_config:
-                runfolder.admin(settings.endpoint_url, "PUT", "/_emulator/config", target.emulator_config)
-            quotas = runfolder.emulator_quotas(settings.endpoint_url, target.instance_id)
-        return {
-            "run_id": run.run_id,
-            "started_at": run.prepared_at,
-            "ended_at": None,
-            "scenario": scenario_to_dict(scenario),
-            "target": target.kind,
-            "endpoint": settings.endpoint_url,
-            "region": target.region,
-            "instance": target.instance_id,
-            "contact_flow": target.contact_flow_id,
-            "retry": {"mode": scenario.retry.mode, "max_attempts": scenario.retry.max_attempts},
-            "quotas": quotas,
-            "versions": runfolder.versions(),
-            "workers": [],
-            "lost_workers": [],
-            "users": run.users,
-            "clean_up": None,
-            "arrivals": None,
-            "interrupted": False,
-            "ended_early": None,
-        }
 
     def finish_from_shape(self, reason: str | None) -> None:
         """The shape is done: stop the test (workers included) so the clean-up runs before quit."""
@@ -342,7 +296,7 @@ class Session:
             run.done[summary["worker"]] = summary
         if self.is_master:
             wait_for_workers(self.runner, run, WORKER_DONE_WAIT_S, gevent.sleep)
-            self.close_inbox(run)
+            shipping.close_run(run)
         write_final_meta(run)
         if run.outputs is not None:
             try:
@@ -394,25 +348,7 @@ class Session:
             run.ended_early = run.ended_early or str(msg.data.get("reason") or "kill switch")  # prefixed by kill()
 
     def on_rows_message(self, environment: Any, msg: Any, **_: Any) -> None:
-        """Master: rows a worker ships; appended to attempts/<worker>.csv in the run's folder."""
-        run_id = msg.data.get("run_id") if isinstance(msg.data, dict) else None
-        run = next((r for r in (self.run, self.last_run) if r is not None and r.run_id == run_id), None)
-        if run is None or run.inbox is None:
-            log.warning("chatload: attempts rows for unknown run %s from a worker: not kept", run_id)
-            return
-        try:
-            run.inbox.receive(msg.data)
-        except ValueError as exc:
-            log.warning("chatload: attempts rows from a worker not kept: %s", exc)
-
-    def close_inbox(self, run: Run) -> None:
-        """Master at the run's end: compact the shipped attempts files, remove the folder token."""
-        if run.inbox is not None:
-            try:
-                run.inbox.close(compact=True)
-            except Exception:  # a bad shipped file must not cost us meta.json and the report
-                log.exception("chatload: could not compact the shipped attempts files")
-        shipping.remove_token(run.folder)
+        shipping.deliver((self.run, self.last_run), msg.data)
 
     def on_done_message(self, environment: Any, msg: Any, **_: Any) -> None:
         if self.run is not None:

@@ -17,11 +17,12 @@ import logging
 import math
 import os
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from harness.recorder import COLUMNS, Recorder
+from harness.run import Run
 
 log = logging.getLogger("chatload")
 
@@ -126,3 +127,28 @@ class Inbox:
         self.closed = True
         for recorder in self.recorders.values():
             recorder.close(compact=compact)
+
+
+def deliver(runs: Iterable[Run | None], data: Any) -> None:
+    """The master: a "chatload_rows" message into the inbox of the run it names (the current or
+    the last one); anything else is logged and dropped."""
+    run_id = data.get("run_id") if isinstance(data, dict) else None
+    run = next((r for r in runs if r is not None and r.run_id == run_id), None)
+    if run is None or run.inbox is None:
+        log.warning("chatload: attempts rows for unknown run %s from a worker: not kept", run_id)
+        return
+    try:
+        run.inbox.receive(data)
+    except ValueError as exc:
+        log.warning("chatload: attempts rows from a worker not kept: %s", exc)
+
+
+def close_run(run: Run) -> None:
+    """The master at the run's end (after the workers' last rows): compact the shipped attempts
+    files and remove the run folder's token."""
+    if run.inbox is not None:
+        try:
+            run.inbox.close(compact=True)
+        except Exception:  # a bad shipped file must not cost us meta.json and the report
+            log.exception("chatload: could not compact the shipped attempts files")
+    remove_token(run.folder)

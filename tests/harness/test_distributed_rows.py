@@ -182,3 +182,18 @@ def test_the_missing_state_is_locusts():
 
     code = "import locust.runners as r, harness.workers as w; assert r.STATE_MISSING == w.STATE_MISSING"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
+
+
+def test_rows_go_to_the_run_they_name_and_the_token_goes_at_the_end(tmp_path, caplog):
+    run = a_run(tmp_path)
+    (tmp_path / "attempts").mkdir()
+    run.token, run.inbox = shipping.write_token(tmp_path), shipping.Inbox(tmp_path)
+    (payload,) = shipping.rows_messages("run", "w3", rows(2, "w3"))
+    shipping.deliver((None, run), payload)
+    shipping.deliver((run,), {**payload, "run_id": "another run"})  # logged, not kept
+    shipping.deliver((run,), {**payload, "rows": [[1]]})  # malformed: logged, not kept
+    shipping.deliver((run,), "not a dict")
+    assert "unknown run another run" in caplog.text and "not kept" in caplog.text
+    shipping.close_run(run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attempts"]  # token removed
+    assert len(pd.read_parquet(tmp_path / "attempts" / "w3.parquet")) == 3
