@@ -111,7 +111,8 @@ def test_headless_local_run_prints_plain_progress_lines(tmp_path):
 def test_master_with_two_workers_shows_global_figures(tmp_path):
     master_port = str(free_port())  # not Locust's fixed 5557: runs side by side must not share workers
     args = ["--headless", "--processes", "2", "-u", "4", "-r", "10", "-t", "6s", "--only-summary"]
-    ports = ["--master-bind-port", master_port, "--master-port", master_port]
+    ports = ["--master-bind-host", "127.0.0.1", "--master-bind-port", master_port,
+             "--master-host", "127.0.0.1", "--master-port", master_port]  # loopback only
     result = run_locust(tmp_path, *args, *ports, timeout=90)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = progress_lines(result.stderr)
