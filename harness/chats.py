@@ -6,10 +6,11 @@ Connection tokens live only in memory here: never in a row, a log or a file.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.throttle import TokenBucket
 from harness.safety import ALREADY_ENDED, ENDED, RETRY, clean_up_summary, stop_result
 
 log = logging.getLogger("chatload")
@@ -17,6 +18,9 @@ log = logging.getLogger("chatload")
 # Clean-up gives up on an endpoint once this many calls in a row, over at least this long, got no answer.
 GIVE_UP_MIN_CALLS = 3
 GIVE_UP_UNANSWERED_S = 5.0
+# AWS's default rates (rate/s, burst) for the calls that end chats: the clean-up keeps to them instead
+# of ending hundreds of chats at once (which only earns throttles and spends the account's bucket).
+CLEAN_UP_RATES: dict[str, tuple[float, float]] = {"DisconnectParticipant": (3.0, 5.0), "StopContact": (10.0, 15.0)}
 
 
 @dataclass
@@ -76,6 +80,7 @@ def clean_up(
     deadline_s: float = 60.0,
     pause_s: float = 1.0,
     give_up_unanswered_s: float = GIVE_UP_UNANSWERED_S,
+    rates: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """End every chat still live: DisconnectParticipant where connected, else StopContact; throttled
     or failed ends are retried by StopContact in later rounds (a pause between rounds) until
@@ -85,8 +90,14 @@ def clean_up(
     An endpoint that stopped answering (no HTTP response: refused, reset, timed out) is given up once
     at least GIVE_UP_MIN_CALLS calls in a row have gone unanswered for `give_up_unanswered_s`: retrying
     a dead endpoint until the deadline would only delay the end of the run. Every chat not ended, tried
-    or not, is named in "not_ended"."""
+    or not, is named in "not_ended".
+
+    With `rates` ({operation: (rate, burst)}), calls are paced by client-side token buckets: a chat
+    that could be disconnected is ended by StopContact instead when only StopContact has a token, and
+    when neither has one the clean-up waits for the next token (never past the deadline)."""
     pending = chats.chats()
+    now = clock()
+    buckets = None if rates is None else {op: TokenBucket.full(r, b, now) for op, (r, b) in rates.items()}
     results: dict[str, str] = {chat.contact_id: RETRY for chat in pending}
     started = last_answer = clock()
     unanswered = 0
@@ -101,7 +112,13 @@ def clean_up(
             if clock() - started > deadline_s or unreachable():
                 retry.extend(pending[n:])
                 break
-            operation = "DisconnectParticipant" if first_round and chat.connection_token else "StopContact"
+            options = ("DisconnectParticipant", "StopContact") if first_round and chat.connection_token else (
+                "StopContact",
+            )
+            operation = options[0] if buckets is None else _paced(options, buckets, sleep, clock, started + deadline_s)
+            if operation is None:  # the deadline came while waiting for a token
+                retry.extend(pending[n:])
+                break
             op, status, code = end(chat, operation)
             if status:
                 unanswered, last_answer = 0, clock()
@@ -125,3 +142,24 @@ def clean_up(
         sleep(pause_s)
         pending = retry
     return clean_up_summary(results)
+
+
+def _paced(
+    options: tuple[str, ...],
+    buckets: Mapping[str, TokenBucket],
+    sleep: Callable[[float], Any],
+    clock: Callable[[], float],
+    deadline: float,
+) -> str | None:
+    """The first of `options` with a token (spent), waiting for one if need be; None at the deadline."""
+    while True:
+        now = clock()
+        if now > deadline:
+            return None
+        waits = []
+        for operation in options:
+            bucket = buckets.get(operation)
+            if bucket is None or bucket.take(now):
+                return operation
+            waits.append((1.0 - bucket.level(now)) / bucket.rate)
+        sleep(max(min(waits), 0.001))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness import runfolder
-from harness.chats import LiveChat, clean_up
+from harness.chats import CLEAN_UP_RATES, LiveChat, clean_up
 from harness.customer import Customer
 from harness.run import Load, Run
 
@@ -28,7 +28,7 @@ def end_load(load: Load, ender: Customer, sleep: Callable[[float], Any]) -> dict
         load.dispatcher_greenlet.kill(block=True)
     summary = clean_up(
         load.chats, lambda chat, op: end_for_clean_up(ender, chat, op), sleep, time.time,
-        deadline_s=CLEAN_UP_DEADLINE_S,
+        deadline_s=CLEAN_UP_DEADLINE_S, rates=CLEAN_UP_RATES,
     )  # fmt: skip
     load.flusher.kill(block=True)
     load.recorder.close(compact=True)

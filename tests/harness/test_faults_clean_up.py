@@ -6,7 +6,9 @@ gives up once calls have gone unanswered for a few seconds, and names every cont
 
 from __future__ import annotations
 
-from harness.chats import LiveChats, clean_up
+import pytest
+
+from harness.chats import CLEAN_UP_RATES, LiveChats, clean_up
 
 REFUSED = (0, "EndpointConnectionError")
 
@@ -94,3 +96,31 @@ def test_answers_keep_clean_up_going_until_the_deadline():
 
     summary = clean_up(chats, end, time.sleep, time.clock, deadline_s=5.0, pause_s=1.0)
     assert summary["not_ended"] == ["contact-000"] and len(calls) == 6  # t = 0, 1, ..., 5
+
+
+
+def test_clean_up_keeps_to_the_end_calls_rates_and_uses_stop_contact_when_disconnect_is_spent():
+    """60 connected chats, rates 3/s burst 5 (DisconnectParticipant) and 10/s burst 15 (StopContact):
+    never more calls in any window of w seconds than burst + rate x w per operation; every chat ends;
+    StopContact takes over when DisconnectParticipant has no token. Both buckets together give 13/s
+    after a burst of 20, so the 60 ends take (60 - 20) / 13 = 3.1 s."""
+    t = FakeTime()
+    chats = LiveChats()
+    for i in range(60):
+        chats.started(f"chat-{i}", f"contact-{i}", "s").connection_token = f"token-{i}"
+    calls: list[tuple[float, str]] = []
+
+    def end(chat, operation):
+        calls.append((t.now, operation))
+        return operation, 200, ""
+
+    summary = clean_up(chats, end, t.sleep, t.clock, deadline_s=60.0, rates=CLEAN_UP_RATES)
+    assert summary["still_active"] == 0 and summary["ended"] == 60
+    by_op = {op: [when for when, o in calls if o == op] for op in CLEAN_UP_RATES}
+    assert by_op["DisconnectParticipant"] and by_op["StopContact"]
+    for op, (rate, burst) in CLEAN_UP_RATES.items():
+        times = by_op[op]
+        for i, start in enumerate(times):
+            for j in range(i, len(times)):
+                assert j - i + 1 <= burst + rate * (times[j] - start) + 1e-9, (op, i, j)
+    assert calls[-1][0] == pytest.approx((60 - 20) / 13, abs=0.2)
