@@ -176,6 +176,10 @@ class Customer:
         hold_s = life.hold.sample(self.rng)
         if hold_s > 0 and not ending.is_set():
             ending.wait(hold_s)
+        if ending.is_set():
+            # The run is over: every customer cut short at once would end its chat in the same
+            # instant and earn a storm of throttles; the clean-up ends them all, paced (harness/chats.py).
+            return
         self.end_chat(live)
 
     def end_chat(self, live: Any) -> bool:
