@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,11 +35,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
     for needle in needles:
         assert needle in result.stderr, (needle, result.stderr)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_help_for_every_command() -> None:

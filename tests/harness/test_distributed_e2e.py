@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -26,6 +25,7 @@ import pytest
 
 from emulator.defaults import DEFAULT_INSTANCE_ID
 from emulator.testing import running_emulator
+from harness.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -46,11 +46,6 @@ EMULATOR_CLASSES = {
     "ok": "accepted", "throttled_tps": "throttled_tps", "throttled_concurrency": "throttled_concurrency",
 }
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

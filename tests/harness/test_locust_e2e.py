@@ -16,6 +16,7 @@ import pytest
 
 from emulator.defaults import DEFAULT_INSTANCE_ID
 from emulator.testing import running_emulator
+from harness.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -43,13 +44,6 @@ def locust(args: list[str], timeout_s: float = 90) -> subprocess.CompletedProces
             proc.wait()
     return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def scenario(tmp_path: Path, text: str) -> Path:
