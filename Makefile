@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SCENARIO ?= scenarios/ci-smoke.toml
 
-.PHONY: setup run test lint bench clean browser wrk
+.PHONY: setup run test lint layering wheel install-check bench clean browser wrk
 
 setup: $(STAMP) browser
 
@@ -30,12 +30,29 @@ browser:
 run: setup
 	$(VENV)/bin/chatload run $(SCENARIO)
 
-test: setup
-	$(VENV)/bin/ruff check .
+test: setup lint layering
 	$(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# The wheel, as pip and pipx install it.
+wheel: setup
+	rm -rf dist build/lib
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist . 2>&1 | grep -v '^WARNING: Location' || true
+	@ls dist/chatload-*.whl
+
+# The import-linter contracts (pyproject.toml), read from the installed layout: the wheel unpacked,
+# since the repository maps harness/, emulator/ and analysis/ to chatload.* (docs/internals.md).
+layering: wheel
+	rm -rf build/layering && mkdir -p build/layering
+	cd build/layering && ../../$(PY) -m zipfile -e ../../dist/chatload-*.whl . \
+	  && PYTHONPATH=. ../../$(VENV)/bin/lint-imports --no-cache ../../pyproject.toml
+
+# The wheel installed with pip into a fresh virtualenv outside the checkout, used from another folder.
+install-check: wheel
+	bash .ci/install-check dist/chatload-*.whl
 
 # Debian's wrk drives the emulator benchmark.
 wrk:
@@ -48,4 +65,4 @@ bench: setup wrk
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist

@@ -1,16 +1,17 @@
 """chatload: Amazon Connect chat customers for Locust, with every throttle classified.
 
-    locust -f locustfile.py --headless --scenario scenarios/ci-smoke.toml
+    locust -f locustfile.py --headless --scenario ci-smoke
 
 Users do not make the load: a pacer starts chats at the scenario's arrival rate and hands each
-arrival to an idle user, who lives through one chat (docs/harness.md). Without --endpoint-url the
-emulator target is http://127.0.0.1:8700 (start it with `chatload emulator`).
+arrival to an idle user, who lives through one chat (docs/harness.md). The target is --endpoint-url,
+else AWS_ENDPOINT_URL_CONNECT / AWS_ENDPOINT_URL_CONNECTPARTICIPANT / AWS_ENDPOINT_URL, else the
+emulator at http://127.0.0.1:8700 (start it with `chatload emulator`).
 """
 
 from locust import User, constant, events, task  # gevent's patching comes before boto3
 
-from harness import options, session
-from harness.shape import ChatloadShape
+from chatload.harness.runtime import options, roles
+from chatload.harness.runtime.shape import ChatloadShape
 
 
 @events.init_command_line_parser.add_listener
@@ -19,8 +20,8 @@ def add_chatload_options(parser, **_kwargs):
 
 
 @events.init.add_listener
-def start_chatload_session(environment, **_kwargs):
-    session.attach(environment)
+def attach_chatload(environment, **_kwargs):
+    roles.attach(environment)  # coordinator and/or load process, by the runner
 
 
 class ChatCustomer(User):
@@ -29,11 +30,12 @@ class ChatCustomer(User):
     wait_time = constant(0)
 
     def on_start(self):
-        self.customer = self.environment.chatload.new_customer()
+        self.load = roles.load_process_of(self.environment)
+        self.customer = self.load and self.load.new_customer()
 
     @task
     def live_one_chat(self):
-        arrival = self.customer and self.environment.chatload.next_arrival()
+        arrival = self.customer and self.load.next_arrival()
         if arrival:
             self.customer.live_chat(arrival)
 

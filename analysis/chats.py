@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.columns import ENDING_OPERATIONS, OK, START
+from chatload.contracts import ENDING_OPERATIONS, OK, START_CHAT
 
 
 def _returned_at(rows: pd.DataFrame) -> pd.Series:
@@ -24,7 +24,7 @@ def lifetimes(attempts: pd.DataFrame) -> pd.DataFrame:
     columns = ["operation", "t_start", "latency_ms", "chat_key"]
     ok = attempts.loc[(attempts["outcome"] == OK) & (attempts["chat_key"] >= 0), columns]
     starts = (
-        ok[ok["operation"] == START]
+        ok[ok["operation"] == START_CHAT]
         .assign(t_started=_returned_at)
         .groupby("chat_key", sort=False)["t_started"]
         .min()

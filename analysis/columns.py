@@ -1,37 +1,25 @@
-"""Names shared by the analysis: attempts columns, outcome classes, operations (no heavy imports)."""
+"""What the analysis reads of the attempts rows, and the constants of its findings (no heavy imports).
+
+The names themselves (outcome classes, operations, the attempts columns and their types) are
+chatload.contracts'.
+"""
 
 from __future__ import annotations
 
-START = "StartChatContact"
-# Calls that end a chat as the harness sees it (the first ok one ends the chat).
-ENDING_OPERATIONS = ("DisconnectParticipant", "StopContact")
+from chatload.contracts import ATTEMPTS_TYPES, CALL_OUTCOMES, OK, THROTTLED_CONCURRENCY, THROTTLED_TPS
 
-OK = "ok"
-DROPPED = "dropped"
-THROTTLED_TPS = "throttled_tps"
-THROTTLED_CONCURRENCY = "throttled_concurrency"
-THROTTLED_UNKNOWN = "throttled_unknown"
-# Outcome classes in the order tables and plots show them (architecture.md section 3).
-CALL_OUTCOMES = (
-    OK,
-    THROTTLED_TPS,
-    THROTTLED_CONCURRENCY,
-    THROTTLED_UNKNOWN,
-    "client_error",
-    "server_error",
-    "timeout",
-    "connection_error",
-)
-OUTCOMES = (*CALL_OUTCOMES, DROPPED)
-THROTTLED = (THROTTLED_TPS, THROTTLED_CONCURRENCY, THROTTLED_UNKNOWN)
+# Outcomes that are neither a success nor a classified throttle (the errors columns of the tables).
 OTHER_ERRORS = tuple(o for o in CALL_OUTCOMES if o not in (OK, THROTTLED_TPS, THROTTLED_CONCURRENCY))
 
-# Attempts columns the analysis reads (contact_id is never loaded). String columns are read as
-# dictionaries and become pandas categoricals, so 10 million rows stay small; http_status is int16.
-FLOAT_COLUMNS = ("t_intended", "t_start", "latency_ms")
-INT_COLUMNS = ("attempts", "http_status")
-CATEGORY_COLUMNS = ("operation", "outcome", "stage", "worker", "first_outcome", "error_code")
+# Attempts columns the analysis reads (contact_id is never loaded, start_lag_ms not used). String
+# columns are read as dictionaries and become pandas categoricals, so 10 million rows stay small.
+NOT_READ = ("contact_id", "start_lag_ms")
 STRING_COLUMNS = ("chat",)
+FLOAT_COLUMNS = tuple(c for c, kind in ATTEMPTS_TYPES.items() if kind == "float64" and c not in NOT_READ)
+INT_COLUMNS = tuple(c for c, kind in ATTEMPTS_TYPES.items() if kind == "int" and c not in NOT_READ)
+CATEGORY_COLUMNS = tuple(
+    c for c, kind in ATTEMPTS_TYPES.items() if kind == "string" and c not in (*NOT_READ, *STRING_COLUMNS)
+)
 REQUIRED_COLUMNS = ("t_start", "operation", "outcome")
 READ_COLUMNS = (*FLOAT_COLUMNS, *INT_COLUMNS, *CATEGORY_COLUMNS, *STRING_COLUMNS)
 

@@ -15,12 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import compare_plots, plots
-from analysis.load import RunError
-from analysis.pipeline import Analysis, analyze
-from analysis.render_html import embed_png, html_table, page
-from analysis.render_md import md_table
-from analysis.summary import jsonable
+from chatload.analysis import compare_plots, plots
+from chatload.analysis.load import RunError
+from chatload.analysis.pipeline import Analysis, analyze
+from chatload.analysis.render_html import embed_png, html_table, page
+from chatload.analysis.render_md import md_table
+from chatload.analysis.summary import jsonable
+from chatload.contracts import EXIT_INVALID, EXIT_OK, START_CHAT
 
 
 def _get(summary: dict[str, Any], *path: str) -> Any:
@@ -31,7 +32,7 @@ def _get(summary: dict[str, Any], *path: str) -> Any:
 
 
 def _start(summary: dict[str, Any], outcome: str) -> Any:
-    return _get(summary, "calls", "StartChatContact", outcome)
+    return _get(summary, "calls", START_CHAT, outcome)
 
 
 def _share(summary: dict[str, Any], outcome: str) -> float | None:
@@ -42,7 +43,7 @@ def _share(summary: dict[str, Any], outcome: str) -> float | None:
 def metrics(result: Analysis) -> dict[str, Any]:
     """The figures compared, in display order (StartChatContact unless named otherwise)."""
     s = result.summary
-    start = result.per_operation[result.per_operation["operation"] == "StartChatContact"]
+    start = result.per_operation[result.per_operation["operation"] == START_CHAT]
     first = start.iloc[0] if len(start) else None
     little = _get(s, "findings", "littles_law") or {}
     return {
@@ -90,8 +91,15 @@ def side_by_side(a: Analysis, b: Analysis) -> pd.DataFrame:
 
 
 def stages_side_by_side(a: Analysis, b: Analysis) -> pd.DataFrame:
-    columns = ["stage", "target_rate", "offered_rate", "accepted_rate", "tps_throttle_share",
-               "concurrency_throttle_share", "ok_p95_ms"]
+    columns = [
+        "stage",
+        "target_rate",
+        "offered_rate",
+        "accepted_rate",
+        "tps_throttle_share",
+        "concurrency_throttle_share",
+        "ok_p95_ms",
+    ]
     pa_, pb = a.per_stage[columns].round(4), b.per_stage[columns].round(4)
     return pa_.merge(pb, on="stage", how="outer", suffixes=(" A", " B"), sort=False)
 
@@ -103,20 +111,37 @@ def default_out(run_a: Path, run_b: Path, id_a: str) -> Path:
 def write(a: Analysis, b: Analysis, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     table, stages = side_by_side(a, b), stages_side_by_side(a, b)
-    figures = compare_plots.render_all(
-        {"A": a.per_second, "B": b.per_second}, {"A": a.per_stage, "B": b.per_stage}
-    )
+    figures = compare_plots.render_all({"A": a.per_second, "B": b.per_second}, {"A": a.per_stage, "B": b.per_stage})
     paths = plots.save(figures, out / "plots")
     ids = {"A": a.run.run_id, "B": b.run.run_id}
     title = f"chatload compare: A {ids['A']} vs B {ids['B']}"
     headlines = [f"{k}: {v.summary['findings']['headline']}" for k, v in (("A", a), ("B", b))]
-    body = [f"<h1>{html.escape(title)}</h1>", *[f"<p>{html.escape(h)}</p>" for h in headlines],
-            "<h2>Side by side</h2>", html_table(table), "<h2>Stages</h2>", html_table(stages),
-            "<h2>Overlays</h2>", *[embed_png(p) for p in paths.values()]]
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        *[f"<p>{html.escape(h)}</p>" for h in headlines],
+        "<h2>Side by side</h2>",
+        html_table(table),
+        "<h2>Stages</h2>",
+        html_table(stages),
+        "<h2>Overlays</h2>",
+        *[embed_png(p) for p in paths.values()],
+    ]
     (out / "compare.html").write_text(page(title, body), encoding="utf-8")
-    markdown = [f"# {title}", "", *[f"- {h}" for h in headlines], "", "## Side by side", "", md_table(table),
-                "## Stages", "", md_table(stages), "## Overlays", "",
-                *[f"![{name}](plots/{p.name})\n" for name, p in paths.items()]]
+    markdown = [
+        f"# {title}",
+        "",
+        *[f"- {h}" for h in headlines],
+        "",
+        "## Side by side",
+        "",
+        md_table(table),
+        "## Stages",
+        "",
+        md_table(stages),
+        "## Overlays",
+        "",
+        *[f"![{name}](plots/{p.name})\n" for name, p in paths.items()],
+    ]
     (out / "compare.md").write_text("\n".join(markdown), encoding="utf-8")
     result = jsonable({"runs": ids, "metrics": table.to_dict("records"), "stages": stages.to_dict("records")})
     (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -131,21 +156,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
-        return 0 if exc.code == 0 else 2
+        return EXIT_OK if exc.code == 0 else EXIT_INVALID
     try:
         a, b = analyze(args.run_a), analyze(args.run_b)
         out = args.out or default_out(args.run_a, args.run_b, a.run.run_id)
         write(a, b, out)
     except RunError as exc:
         print(f"chatload compare: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     except OSError as exc:
         print(f"chatload compare: cannot write the comparison: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     print(f"A {a.run.run_id}: {a.summary['findings']['headline']}")
     print(f"B {b.run.run_id}: {b.summary['findings']['headline']}")
     print(f"comparison: {out / 'compare.html'}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

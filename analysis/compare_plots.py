@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.plots import empty_note, new_figure
+from chatload.analysis.plots import empty_note, new_figure
 
 STYLE = {"A": {"color": "#457b9d"}, "B": {"color": "#e76f51"}}
 
@@ -18,11 +18,24 @@ def _over_time(
     for label, per_second in runs.items():
         if per_second.empty or per_second[column].isna().all():
             continue
-        ax.plot(per_second["second"], per_second[column], lw=1, drawstyle="steps-post",
-                label=f"{label} {column}", **STYLE[label])
+        ax.plot(
+            per_second["second"],
+            per_second[column],
+            lw=1,
+            drawstyle="steps-post",
+            label=f"{label} {column}",
+            **STYLE[label],
+        )
         if dashed:
-            ax.plot(per_second["second"], per_second[dashed], lw=0.8, ls="--", drawstyle="steps-post",
-                    label=f"{label} {dashed}", **STYLE[label])
+            ax.plot(
+                per_second["second"],
+                per_second[dashed],
+                lw=0.8,
+                ls="--",
+                drawstyle="steps-post",
+                label=f"{label} {dashed}",
+                **STYLE[label],
+            )
         drawn = True
     if not drawn:
         empty_note(ax)
@@ -54,8 +67,9 @@ def saturation(stages: dict[str, pd.DataFrame]) -> Figure:
 
 def render_all(seconds: dict[str, pd.DataFrame], stages: dict[str, pd.DataFrame]) -> dict[str, Figure]:
     return {
-        "accepted": _over_time(seconds, "accepted", "Accepted StartChatContact per second (offered dashed)",
-                               "calls / s", dashed="offered"),
+        "accepted": _over_time(
+            seconds, "accepted", "Accepted StartChatContact per second (offered dashed)", "calls / s", dashed="offered"
+        ),
         "saturation": saturation(stages),
         "active_chats": _over_time(seconds, "active_chats_peak", "Chats active (peak in each second)", "chats"),
         "latency_p95": _over_time(seconds, "ok_p95_ms", "StartChatContact p95 latency of ok calls", "ms"),

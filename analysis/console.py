@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from analysis.columns import START, THROTTLED
+from chatload.contracts import START_CHAT, THROTTLES
 
 MAX_STAGE_ROWS = 20
 MAX_NOTES = 3
@@ -59,14 +59,14 @@ def threshold_line(thresholds: list[dict[str, Any]]) -> str:
 
 
 def summary_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
-    start = summary["calls"][START]
+    start = summary["calls"][START_CHAT]
     arrivals, schedule = summary["arrivals"], summary["schedule"]
     failed = [t["name"] for t in summary["thresholds"] if not t["passed"]]
     if not summary["valid"]:
         verdict = "INVALID: " + "; ".join(summary["invalid_reasons"])
     else:
         verdict = "valid, thresholds " + ("passed" if not failed else "FAILED: " + ", ".join(failed))
-    throttles = ", ".join(f"{c} {start.get(c, 0)}" for c in THROTTLED)
+    throttles = ", ".join(f"{c} {start.get(c, 0)}" for c in THROTTLES)
     lines = [
         f"run {summary['run_id']}: {verdict}",
         f"StartChatContact: offered {_num(schedule['offered_rate'])}/s, accepted {_num(schedule['accepted_rate'])}/s "

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.columns import DROPPED, OK, THROTTLED_CONCURRENCY, THROTTLED_TPS
+from chatload.contracts import DROPPED, OK, START_CHAT, THROTTLED_CONCURRENCY, THROTTLED_TPS
 
 
 def _pct(share: pd.Series) -> pd.Series:
@@ -96,7 +96,7 @@ def _when(epoch: Any) -> str:
 
 def run_facts(summary: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, str]]:
     quotas = summary.get("quotas") or {}
-    start_quota = quotas.get("StartChatContact") if isinstance(quotas.get("StartChatContact"), dict) else {}
+    start_quota = quotas.get(START_CHAT) if isinstance(quotas.get(START_CHAT), dict) else {}
     lost = summary.get("lost_workers") or []
     clean = summary.get("clean_up")
     facts = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.columns import DROPPED, OK, START
+from chatload.contracts import DROPPED, OK, START_CHAT
 
 ERROR_COLUMNS = ["operation", "outcome", "http_status", "error_code", "calls", "share_of_operation"]
 
@@ -27,9 +27,8 @@ def errors(attempts: pd.DataFrame) -> pd.DataFrame:
     return (
         table.assign(
             share_of_operation=table["calls"] / table["operation"].map(per_operation),
-            first=table["operation"] != START,
+            first=table["operation"] != START_CHAT,
         )
-        .sort_values(["first", "operation", "calls", "outcome"], ascending=[True, True, False, True],
-                     ignore_index=True)
+        .sort_values(["first", "operation", "calls", "outcome"], ascending=[True, True, False, True], ignore_index=True)
         .drop(columns=["first"])[ERROR_COLUMNS]
     )

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.columns import DROPPED, OK, ONSET_SHARE, START, SUSTAINED_WINDOW_S, THROTTLED_TPS
+from chatload.analysis.columns import ONSET_SHARE, SUSTAINED_WINDOW_S
+from chatload.contracts import DROPPED, OK, START_CHAT, THROTTLED_TPS
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def _num(value: Any) -> float | None:
 
 def quotas_of(meta: dict[str, Any]) -> Quotas:
     quotas = meta.get("quotas") if isinstance(meta.get("quotas"), dict) else {}
-    start = quotas.get(START) if isinstance(quotas.get(START), dict) else {}
+    start = quotas.get(START_CHAT) if isinstance(quotas.get(START_CHAT), dict) else {}
     return Quotas(
         rate=_num(start.get("rate")),
         burst=_num(start.get("burst")),
@@ -85,7 +86,7 @@ def burst_absorbed(attempts: pd.DataFrame, per_stage: pd.DataFrame, quotas: Quot
     """
     empty = {"burst": None, "ok_before": None, "seconds": None, "stage": None, "rate": None, "rate_source": None}
     calls = attempts.loc[
-        (attempts["operation"] == START) & (attempts["outcome"] != DROPPED), ["t_start", "outcome", "stage"]
+        (attempts["operation"] == START_CHAT) & (attempts["outcome"] != DROPPED), ["t_start", "outcome", "stage"]
     ]
     throttles = calls[calls["outcome"] == THROTTLED_TPS]
     if throttles.empty:
@@ -114,7 +115,7 @@ def burst_absorbed(attempts: pd.DataFrame, per_stage: pd.DataFrame, quotas: Quot
 
 
 def concurrency(peak: int, per_operation: pd.DataFrame, quotas: Quotas) -> dict[str, Any]:
-    row = per_operation[per_operation["operation"] == START]
+    row = per_operation[per_operation["operation"] == START_CHAT]
     throttled = int(row["throttled_concurrency"].sum()) if len(row) else 0
     quota = quotas.concurrent_chats
     return {
@@ -127,7 +128,7 @@ def concurrency(peak: int, per_operation: pd.DataFrame, quotas: Quotas) -> dict[
 
 
 def retries(per_operation: pd.DataFrame) -> dict[str, Any]:
-    row = per_operation[per_operation["operation"] == START]
+    row = per_operation[per_operation["operation"] == START_CHAT]
     calls_all, attempts_all = int(per_operation["calls"].sum()), int(per_operation["http_attempts"].sum())
     calls, attempts = (int(row["calls"].sum()), int(row["http_attempts"].sum())) if len(row) else (0, 0)
     return {
@@ -141,9 +142,7 @@ def retries(per_operation: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def littles_law(
-    target_rate: float, durations: pd.DataFrame, quotas: Quotas, target_given: bool
-) -> dict[str, Any]:
+def littles_law(target_rate: float, durations: pd.DataFrame, quotas: Quotas, target_given: bool) -> dict[str, Any]:
     """Concurrency L = arrival rate λ x mean chat duration W; rate quota needed = λ (no retries)."""
     ended = durations[~durations["censored"]] if len(durations) else durations
     basis = ended if len(ended) else durations
@@ -257,9 +256,7 @@ def findings(
         },
     ]
     outages = outages or []
-    items += [
-        {"name": "outage", "text": outage_text(gap), "numbers": gap} for gap in outages
-    ]
+    items += [{"name": "outage", "text": outage_text(gap), "numbers": gap} for gap in outages]
     headline = (
         f"Sustained {_fmt(sustained['rate'])} accepted chats/s; "
         + (
@@ -270,8 +267,11 @@ def findings(
         + f"peak {conc['peak_active_chats']} active chats"
         + (f" of {_fmt(conc['quota'], 0)}" if conc["quota"] is not None else "")
         + (" (concurrency quota hit)." if conc["hit"] else ".")
-        + (f" Target unreachable {len(outages)} time(s), {sum(g['seconds'] for g in outages):.1f} s in all."
-           if outages else "")
+        + (
+            f" Target unreachable {len(outages)} time(s), {sum(g['seconds'] for g in outages):.1f} s in all."
+            if outages
+            else ""
+        )
     )
     return {
         "max_sustained_accepted_rate": sustained["rate"],

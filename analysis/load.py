@@ -18,15 +18,15 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from analysis.columns import (
+from chatload.analysis.columns import (
     CATEGORY_COLUMNS,
     FLOAT_COLUMNS,
     INT_COLUMNS,
     READ_COLUMNS,
     REQUIRED_COLUMNS,
-    START,
     STRING_COLUMNS,
 )
+from chatload.contracts import START_CHAT
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
 SCHEMA = pa.schema(
@@ -217,8 +217,7 @@ def read_attempts(run_dir: Path, notes: list[str]) -> tuple[pd.DataFrame, list[s
     if not (run_dir / "attempts").is_dir():
         notes.append("no attempts/ folder: the run recorded no calls")
     segments = [
-        _split_chat(_conform(_read_parquet(p) if p.suffix == ".parquet" else _read_csv(p, notes), p))
-        for p in files
+        _split_chat(_conform(_read_parquet(p) if p.suffix == ".parquet" else _read_csv(p, notes), p)) for p in files
     ]
     empty = _split_chat(SCHEMA.empty_table())
     table = pa.concat_tables([s.table for s in segments] or [empty.table]).unify_dictionaries()
@@ -313,7 +312,7 @@ def schedule_start(meta: dict[str, Any], attempts: pd.DataFrame) -> tuple[float 
     if at is not None:
         return at, "schedule_started_at"
     if len(attempts):
-        first = _number(attempts.loc[attempts["operation"] == START, "t_intended"].min())
+        first = _number(attempts.loc[attempts["operation"] == START_CHAT, "t_intended"].min())
         if first is not None:
             return first, "first arrival's t_intended"
     at = _number(meta.get("started_at"))

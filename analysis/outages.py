@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.columns import DROPPED, OUTAGE_MIN_CALLS, OUTAGE_MIN_S
+from chatload.analysis.columns import OUTAGE_MIN_CALLS, OUTAGE_MIN_S
+from chatload.contracts import DROPPED
 
 FAILED = "connection_error"
 NO_ANSWER = (FAILED, "timeout", DROPPED)
@@ -41,7 +42,13 @@ def outages(
         count = int(members.sum())
         if count >= min_calls and end - begin >= min_s:
             found.append(
-                {"from": begin, "to": end, "from_s": begin - t0, "to_s": end - t0, "seconds": end - begin,
-                 "failed_calls": count}
+                {
+                    "from": begin,
+                    "to": end,
+                    "from_s": begin - t0,
+                    "to_s": end - t0,
+                    "seconds": end - begin,
+                    "failed_calls": count,
+                }
             )
     return found

@@ -9,15 +9,15 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import chats as chats_mod
-from analysis.columns import START
-from analysis.errors import errors
-from analysis.findings import findings, quotas_of
-from analysis.load import Run, load_run
-from analysis.outages import outages
-from analysis.stages import configured_stages, with_windows
-from analysis.summary import summary
-from analysis.tables import per_operation, per_second, per_stage
+from chatload.analysis import chats as chats_mod
+from chatload.analysis.errors import errors
+from chatload.analysis.findings import findings, quotas_of
+from chatload.analysis.load import Run, load_run
+from chatload.analysis.outages import outages
+from chatload.analysis.stages import configured_stages, with_windows
+from chatload.analysis.summary import summary
+from chatload.analysis.tables import per_operation, per_second, per_stage
+from chatload.contracts import START_CHAT
 
 
 @dataclass
@@ -47,7 +47,7 @@ def arrivals_end(run: Run) -> float:
     meta = run.meta
     if not (run.cut_short or meta.get("interrupted") is True or meta.get("ended_early")):
         return math.inf
-    starts = run.attempts.loc[run.attempts["operation"] == START, ["t_intended", "t_start"]]
+    starts = run.attempts.loc[run.attempts["operation"] == START_CHAT, ["t_intended", "t_start"]]
     last = starts["t_intended"].fillna(starts["t_start"]).max() if len(starts) else math.nan
     return float(last) if last == last else run.t_end
 
@@ -74,9 +74,9 @@ def analyze(run_dir: Path | str, target_peak_rate: float | None = None) -> Analy
         target_peak_rate,
         gaps,
     )
-    chat_table = chats.assign(
-        started_s=chats["t_started"] - run.t0, ended_s=chats["t_ended"] - run.t0
-    ).drop(columns=["chat_key"])
+    chat_table = chats.assign(started_s=chats["t_started"] - run.t0, ended_s=chats["t_ended"] - run.t0).drop(
+        columns=["chat_key"]
+    )
     result = Analysis(run, seconds, stage_table, operations, errors(run.attempts), chat_table, found, {})
     result.summary = summary(run, stage_table, operations, found)
     return result

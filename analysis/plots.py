@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from analysis.columns import CALL_OUTCOMES, DROPPED
+from chatload.contracts import CALL_OUTCOMES, DROPPED
 
 COLORS = {
     "ok": "#2a9d8f",
@@ -57,20 +57,44 @@ def _stage_bands(ax: Axes, per_second: pd.DataFrame) -> None:
     for i, span in enumerate(stage_spans(per_second).itertuples()):
         ax.axvspan(span.start, span.end, color="#457b9d", alpha=0.06 if i % 2 else 0.14, lw=0)
         ax.text(
-            (span.start + span.end) / 2, 0.98, span.stage, transform=ax.get_xaxis_transform(),
-            ha="center", va="top", fontsize=8, color="#1d3557", clip_on=True,
+            (span.start + span.end) / 2,
+            0.98,
+            span.stage,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="top",
+            fontsize=8,
+            color="#1d3557",
+            clip_on=True,
         )
 
 
 def _outage_bands(ax: Axes, outages: list[dict[str, Any]]) -> None:
     """Each outage (findings' outages: from_s, to_s) as a hatched red band labelled at the bottom."""
     for i, gap in enumerate(outages):
-        ax.axvspan(gap["from_s"], gap["to_s"], facecolor=(0.75, 0.22, 0.17, 0.12), hatch="//",
-                   edgecolor=(0.75, 0.22, 0.17, 0.7), lw=1.2, zorder=3,
-                   label="target unreachable" if i == 0 else None)
-        ax.text((gap["from_s"] + gap["to_s"]) / 2, 0.5, f"unreachable\n{gap['seconds']:.1f} s",
-                transform=ax.get_xaxis_transform(), ha="center", va="center", fontsize=8, color="#c0392b",
-                zorder=4, clip_on=True, bbox={"facecolor": "white", "edgecolor": "#c0392b", "alpha": 0.9})
+        ax.axvspan(
+            gap["from_s"],
+            gap["to_s"],
+            facecolor=(0.75, 0.22, 0.17, 0.12),
+            hatch="//",
+            edgecolor=(0.75, 0.22, 0.17, 0.7),
+            lw=1.2,
+            zorder=3,
+            label="target unreachable" if i == 0 else None,
+        )
+        ax.text(
+            (gap["from_s"] + gap["to_s"]) / 2,
+            0.5,
+            f"unreachable\n{gap['seconds']:.1f} s",
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="#c0392b",
+            zorder=4,
+            clip_on=True,
+            bbox={"facecolor": "white", "edgecolor": "#c0392b", "alpha": 0.9},
+        )
 
 
 def offered_vs_accepted(per_second: pd.DataFrame, outages: list[dict[str, Any]] | None = None) -> Figure:
@@ -80,10 +104,15 @@ def offered_vs_accepted(per_second: pd.DataFrame, outages: list[dict[str, Any]] 
         return fig
     _stage_bands(ax, per_second)
     _outage_bands(ax, outages or [])
-    ax.plot(per_second["second"], per_second["offered"], label="offered", color="#1d3557", lw=1,
-            drawstyle="steps-post")
-    ax.plot(per_second["second"], per_second["accepted"], label="accepted (ok)", color=COLORS["ok"],
-            lw=1, drawstyle="steps-post")
+    ax.plot(per_second["second"], per_second["offered"], label="offered", color="#1d3557", lw=1, drawstyle="steps-post")
+    ax.plot(
+        per_second["second"],
+        per_second["accepted"],
+        label="accepted (ok)",
+        color=COLORS["ok"],
+        lw=1,
+        drawstyle="steps-post",
+    )
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("calls / s")
     ax.legend(loc="upper left", bbox_to_anchor=(0, 0.93))
@@ -99,8 +128,11 @@ def outcomes_stacked(per_second: pd.DataFrame, outages: list[dict[str, Any]] | N
     _stage_bands(ax, per_second)
     _outage_bands(ax, outages or [])
     ax.stackplot(
-        per_second["second"], *[per_second[c] for c in columns], labels=columns,
-        colors=[COLORS[c] for c in columns], step="post",
+        per_second["second"],
+        *[per_second[c] for c in columns],
+        labels=columns,
+        colors=[COLORS[c] for c in columns],
+        step="post",
     )
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("calls / s")
@@ -111,7 +143,9 @@ def outcomes_stacked(per_second: pd.DataFrame, outages: list[dict[str, Any]] | N
 def latency_over_time(per_second: pd.DataFrame) -> Figure:
     fig, ax = new_figure("StartChatContact latency per second (ok calls; throttled dashed)")
     lines = [
-        ("ok_p50_ms", "ok p50", "-"), ("ok_p95_ms", "ok p95", "-"), ("ok_p99_ms", "ok p99", "-"),
+        ("ok_p50_ms", "ok p50", "-"),
+        ("ok_p95_ms", "ok p95", "-"),
+        ("ok_p99_ms", "ok p99", "-"),
         ("throttled_p95_ms", "throttled p95", "--"),
     ]
     drawn = False
@@ -134,8 +168,14 @@ def active_chats(per_second: pd.DataFrame, quota: float | None) -> Figure:
         empty_note(ax)
         return fig
     _stage_bands(ax, per_second)
-    ax.plot(per_second["second"], per_second["active_chats_peak"], color="#8e44ad", lw=1,
-            label="peak in second", drawstyle="steps-post")
+    ax.plot(
+        per_second["second"],
+        per_second["active_chats_peak"],
+        color="#8e44ad",
+        lw=1,
+        label="peak in second",
+        drawstyle="steps-post",
+    )
     if quota is not None:
         ax.axhline(quota, color="#c0392b", ls="--", lw=1, label=f"quota {quota:g}")
     ax.set_xlabel("seconds since start")
@@ -152,8 +192,9 @@ def saturation_curve(per_stage: pd.DataFrame, rate_quota: float | None) -> Figur
         return fig
     ax.plot(stages["offered_rate"], stages["accepted_rate"], "o-", color=COLORS["ok"], label="accepted")
     for row in stages.itertuples():
-        ax.annotate(str(row.stage), (row.offered_rate, row.accepted_rate), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")
+        ax.annotate(
+            str(row.stage), (row.offered_rate, row.accepted_rate), fontsize=8, xytext=(4, 4), textcoords="offset points"
+        )
     top = float(max(stages["offered_rate"].max(), stages["accepted_rate"].max())) * 1.1 or 1.0
     ax.plot([0, top], [0, top], ":", color="gray", label="accepted = offered")
     if rate_quota is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.display import error_view, operation_view, run_facts, stage_view, status_line, threshold_view
+from chatload.analysis.display import error_view, operation_view, run_facts, stage_view, status_line, threshold_view
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.display import error_view, operation_view, run_facts, stage_view, status_line, threshold_view
+from chatload.analysis.display import error_view, operation_view, run_facts, stage_view, status_line, threshold_view
 
 
 def cell(value: Any) -> str:

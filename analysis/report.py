@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import junit, plots, render_html, render_md
-from analysis.console import summary_lines
-from analysis.load import RunError
-from analysis.pipeline import Analysis, analyze
+from chatload.analysis import junit, plots, render_html, render_md
+from chatload.analysis.console import summary_lines
+from chatload.analysis.load import RunError
+from chatload.analysis.pipeline import Analysis, analyze
+from chatload.contracts import EXIT_INVALID, EXIT_OK, EXIT_THRESHOLD
 
 # Tables with one row per chat can have millions of rows: Parquet only.
 PARQUET_ONLY = ("chats",)
@@ -35,7 +36,10 @@ def write_outputs(result: Analysis) -> None:
     write_tables(result.tables(), run_dir / "tables")
     little = summary["findings"]["littles_law"]
     figures = plots.render_all(
-        result.per_second, result.per_stage, little["concurrency_quota"], little["rate_quota"],
+        result.per_second,
+        result.per_stage,
+        little["concurrency_quota"],
+        little["rate_quota"],
         summary["findings"]["outages"],
     )
     paths = plots.save(figures, run_dir / "plots")
@@ -57,8 +61,8 @@ def build_report(run_dir: Path, target_peak_rate: float | None = None) -> dict[s
 
 def exit_code(summary: dict[str, Any]) -> int:
     if not summary["valid"]:
-        return 2
-    return 0 if summary["passed"] else 1
+        return EXIT_INVALID
+    return EXIT_OK if summary["passed"] else EXIT_THRESHOLD
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,18 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
     except SystemExit as exc:  # argparse already printed its one-line usage error
-        return 0 if exc.code == 0 else 2
+        return EXIT_OK if exc.code == 0 else EXIT_INVALID
     if args.target_peak_rate is not None and not args.target_peak_rate > 0:
         print("chatload report: --target-peak-rate must be a number > 0", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     try:
         summary = build_report(args.run_dir, args.target_peak_rate)
     except RunError as exc:
         print(f"chatload report: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     except OSError as exc:
         print(f"chatload report: cannot write into {args.run_dir}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INVALID
     print("\n".join(summary_lines(summary, args.run_dir)))
     return exit_code(summary)
 

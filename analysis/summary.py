@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.columns import CALL_OUTCOMES, DROPPED, START
-from analysis.load import Run
-from analysis.thresholds import VALID_EARLY_ENDS, Observed, configured, evaluate, validity
+from chatload.analysis.load import Run
+from chatload.analysis.thresholds import VALID_EARLY_ENDS, Observed, configured, evaluate, validity
+from chatload.contracts import CALL_OUTCOMES, DROPPED, START_CHAT
 
 
 def jsonable(value: Any) -> Any:
@@ -36,7 +36,7 @@ def _calls(per_operation: pd.DataFrame) -> dict[str, dict[str, int]]:
         entry["attempts"] = int(row["http_attempts"])
         entry[DROPPED] = int(row[DROPPED])
         calls[str(row["operation"])] = entry
-    calls.setdefault(START, {"total": 0, **dict.fromkeys(CALL_OUTCOMES, 0), "attempts": 0, DROPPED: 0})
+    calls.setdefault(START_CHAT, {"total": 0, **dict.fromkeys(CALL_OUTCOMES, 0), "attempts": 0, DROPPED: 0})
     return calls
 
 
@@ -69,7 +69,7 @@ def _locust(run: Run, start_calls: int) -> dict[str, Any] | None:
     if run.locust is None:
         return None
     stats = run.locust
-    rows = stats[stats["Name"].astype(str) == START]
+    rows = stats[stats["Name"].astype(str) == START_CHAT]
     entry: dict[str, Any] = {
         "requests": {str(r["Name"]): int(r["Request Count"]) for r in stats.to_dict("records")},
         "failures": {str(r["Name"]): int(r["Failure Count"]) for r in stats.to_dict("records")},
@@ -78,9 +78,7 @@ def _locust(run: Run, start_calls: int) -> dict[str, Any] | None:
         locust_calls = int(rows["Request Count"].sum())
         entry["start_calls_match"] = abs(locust_calls - start_calls) <= max(1, 0.01 * start_calls)
         if not entry["start_calls_match"]:
-            run.notes.append(
-                f"Locust counted {locust_calls} StartChatContact requests, the attempts {start_calls}"
-            )
+            run.notes.append(f"Locust counted {locust_calls} StartChatContact requests, the attempts {start_calls}")
     return entry
 
 
@@ -118,12 +116,10 @@ def _schedule(run: Run, per_stage: pd.DataFrame, arrivals: int, ok: int) -> dict
     }
 
 
-def summary(
-    run: Run, per_stage: pd.DataFrame, per_operation: pd.DataFrame, found: dict[str, Any]
-) -> dict[str, Any]:
+def summary(run: Run, per_stage: pd.DataFrame, per_operation: pd.DataFrame, found: dict[str, Any]) -> dict[str, Any]:
     calls = _calls(per_operation)
-    start = calls[START]
-    start_row = per_operation[per_operation["operation"] == START]
+    start = calls[START_CHAT]
+    start_row = per_operation[per_operation["operation"] == START_CHAT]
     obs = Observed(
         calls=start["total"],
         arrivals=start["total"] + start[DROPPED],

@@ -14,18 +14,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.chats import active_per_second
-from analysis.columns import (
-    CALL_OUTCOMES,
-    DROPPED,
-    OK,
-    OTHER_ERRORS,
-    START,
-    THROTTLED,
-    THROTTLED_CONCURRENCY,
-    THROTTLED_TPS,
-)
-from analysis.stages import stage_order
+from chatload.analysis.chats import active_per_second
+from chatload.analysis.columns import OTHER_ERRORS
+from chatload.analysis.stages import stage_order
+from chatload.contracts import CALL_OUTCOMES, DROPPED, OK, START_CHAT, THROTTLED_CONCURRENCY, THROTTLED_TPS, THROTTLES
 
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 
@@ -37,7 +29,7 @@ def seconds_of(times: pd.Series, t0: float) -> np.ndarray:
 def start_calls(attempts: pd.DataFrame) -> pd.DataFrame:
     """StartChatContact rows (calls and dropped arrivals), with arrival time."""
     columns = ["t_intended", "t_start", "latency_ms", "outcome", "stage", "attempts"]
-    rows = attempts.loc[attempts["operation"] == START, columns]
+    rows = attempts.loc[attempts["operation"] == START_CHAT, columns]
     return rows.assign(t_arrival=rows["t_intended"].fillna(rows["t_start"]))
 
 
@@ -77,7 +69,7 @@ def per_second(
     outcome_s = {o: _counts(call_s[(calls["outcome"] == o).to_numpy()], n_secs) for o in CALL_OUTCOMES}
     dropped_s = _counts(arrival_s[(starts["outcome"] == DROPPED).to_numpy()], n_secs)
     ok = (calls["outcome"] == OK).to_numpy()
-    throttled = calls["outcome"].isin(THROTTLED).to_numpy()
+    throttled = calls["outcome"].isin(THROTTLES).to_numpy()
     latency = pd.concat(
         [
             latency_quantiles(call_s[ok], calls["latency_ms"][ok], "ok"),
@@ -97,11 +89,7 @@ def per_second(
         },
         index=pd.RangeIndex(n_secs, name="second"),
     )
-    return (
-        frame.join(latency.reindex(frame.index))
-        .join(active_per_second(chats, t0, n_secs))
-        .reset_index()
-    )
+    return frame.join(latency.reindex(frame.index)).join(active_per_second(chats, t0, n_secs)).reset_index()
 
 
 def _stage_per_second(starts: pd.DataFrame, arrival_s: np.ndarray, n: int, stages: pd.DataFrame) -> pd.Series:
@@ -116,9 +104,7 @@ def _stage_per_second(starts: pd.DataFrame, arrival_s: np.ndarray, n: int, stage
     grid = grid[: n * len(order)].reshape(n, len(order))
     best = pd.Series(np.where(grid.sum(axis=1) > 0, grid.argmax(axis=1), -1)).replace(-1, np.nan)
     best = best.ffill().bfill()
-    return pd.Series(
-        [order[int(i)] if i == i else "" for i in best.to_numpy()], dtype="string"
-    )
+    return pd.Series([order[int(i)] if i == i else "" for i in best.to_numpy()], dtype="string")
 
 
 def _shares(frame: pd.DataFrame) -> pd.DataFrame:
@@ -167,7 +153,7 @@ def per_stage(attempts: pd.DataFrame, stages: pd.DataFrame, arrivals_end: float 
     span = span.reindex(all_stages["stage"])
     calls = starts[starts["outcome"] != DROPPED]
     ok = calls[calls["outcome"] == OK]
-    throttled = calls[calls["outcome"].isin(THROTTLED)]
+    throttled = calls[calls["outcome"].isin(THROTTLES)]
     latency = pd.concat(
         [
             latency_quantiles(ok["stage"], ok["latency_ms"], "ok"),
@@ -224,20 +210,20 @@ def per_operation(attempts: pd.DataFrame) -> pd.DataFrame:
     columns = ["operation", "outcome", "first_outcome", "attempts", "latency_ms"]
     calls = attempts.loc[attempts["outcome"] != DROPPED, columns]
     ok = calls[calls["outcome"] == OK]
-    throttled = calls[calls["outcome"].isin(THROTTLED)]
+    throttled = calls[calls["outcome"].isin(THROTTLES)]
     frame = (
         counts.assign(
             calls=counts.drop(columns=[DROPPED]).sum(axis=1),
             http_attempts=_sum_by(calls, "operation", "attempts"),
             retried_calls=_sum_by(calls[calls["attempts"] > 1], "operation"),
-            throttles_hidden_by_retries=_sum_by(ok[ok["first_outcome"].isin(THROTTLED)], "operation"),
+            throttles_hidden_by_retries=_sum_by(ok[ok["first_outcome"].isin(THROTTLES)], "operation"),
         )
         .fillna({"http_attempts": 0, "retried_calls": 0, "throttles_hidden_by_retries": 0})
         .astype({"http_attempts": "int64", "retried_calls": "int64", "throttles_hidden_by_retries": "int64"})
         .assign(
             retry_amplification=lambda f: f["http_attempts"] / f["calls"].where(f["calls"] > 0),
             success_share=lambda f: f[OK] / f["calls"].where(f["calls"] > 0),
-            throttle_share=lambda f: f[list(THROTTLED)].sum(axis=1) / f["calls"].where(f["calls"] > 0),
+            throttle_share=lambda f: f[list(THROTTLES)].sum(axis=1) / f["calls"].where(f["calls"] > 0),
         )
         .join(latency_quantiles(ok["operation"], ok["latency_ms"], "ok"))
         .join(latency_quantiles(throttled["operation"], throttled["latency_ms"], "throttled"))
@@ -245,7 +231,7 @@ def per_operation(attempts: pd.DataFrame) -> pd.DataFrame:
     frame.index.name = "operation"
     return (
         frame.reset_index()
-        .assign(first=lambda f: f["operation"] != START)
+        .assign(first=lambda f: f["operation"] != START_CHAT)
         .sort_values(["first", "operation"], ignore_index=True)
         .drop(columns=["first"])
     )

@@ -42,9 +42,7 @@ def configured(meta: dict[str, Any]) -> dict[str, float]:
     0.01), max_outcome_share.<outcome>; unset limits are left out."""
     scenario = meta.get("scenario") if isinstance(meta.get("scenario"), dict) else {}
     raw = scenario.get("thresholds") if isinstance(scenario.get("thresholds"), dict) else {}
-    limits = {
-        name: _limit(raw.get(name)) for name in ("max_p95_ms", "max_p99_ms", "min_success_share")
-    }
+    limits = {name: _limit(raw.get(name)) for name in ("max_p95_ms", "max_p99_ms", "min_success_share")}
     dropped = _limit(raw.get("max_dropped_share"))
     limits["max_dropped_share"] = DEFAULT_MAX_DROPPED_SHARE if dropped is None else dropped
     outcome_limits = raw.get("max_outcome_share") if isinstance(raw.get("max_outcome_share"), dict) else {}

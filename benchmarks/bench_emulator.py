@@ -38,18 +38,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from emulator.defaults import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID  # noqa: E402
-from emulator.testing import LISTENING, to_toml  # noqa: E402
+from chatload.contracts import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID  # noqa: E402
+from chatload.contracts import LISTENING_LINE as LISTENING  # noqa: E402
+from chatload.emulator_control import to_toml  # noqa: E402
 
-BODY = json.dumps({
-    "InstanceId": DEFAULT_INSTANCE_ID,
-    "ContactFlowId": DEFAULT_CONTACT_FLOW_ID,
-    "ParticipantDetails": {"DisplayName": "bench"},
-}, separators=(",", ":"))
-AUTH = ("AWS4-HMAC-SHA256 Credential=AKIDCHATLOAD/20240101/us-east-1/connect/aws4_request, "
-        "SignedHeaders=host;x-amz-date, Signature=0000")
-HEADERS = {"Content-Type": "application/x-amz-json-1.1", "Authorization": AUTH,
-           "amz-sdk-request": "attempt=1; max=1", "X-Amz-Date": "20240101T000000Z"}
+BODY = json.dumps(
+    {
+        "InstanceId": DEFAULT_INSTANCE_ID,
+        "ContactFlowId": DEFAULT_CONTACT_FLOW_ID,
+        "ParticipantDetails": {"DisplayName": "bench"},
+    },
+    separators=(",", ":"),
+)
+AUTH = (
+    "AWS4-HMAC-SHA256 Credential=AKIDCHATLOAD/20240101/us-east-1/connect/aws4_request, "
+    "SignedHeaders=host;x-amz-date, Signature=0000"
+)
+HEADERS = {
+    "Content-Type": "application/x-amz-json-1.1",
+    "Authorization": AUTH,
+    "amz-sdk-request": "attempt=1; max=1",
+    "X-Amz-Date": "20240101T000000Z",
+}
 BENCH_CONFIG = {
     "rates": {"StartChatContact": {"rate": 1e12, "burst": 1e12}},
     "instances": [{"id": DEFAULT_INSTANCE_ID, "concurrent_chats": 10**12, "contact_flows": [DEFAULT_CONTACT_FLOW_ID]}],
@@ -57,10 +67,10 @@ BENCH_CONFIG = {
 
 # The no-op reference: the same server stack (emulator.http_stack.serve), reading the body and
 # answering a small JSON body with as many headers as the emulator's answer.
-NOOP_APP = textwrap.dedent('''
+NOOP_APP = textwrap.dedent("""
     import socket, sys
     sys.path.insert(0, sys.argv[1])
-    from emulator.http_stack import serve
+    from chatload.emulator.http_stack import serve
 
     BODY = b'{"ContactId":"00000000-0000-4000-8000-000000000000"}'
     HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY)),
@@ -81,7 +91,7 @@ NOOP_APP = textwrap.dedent('''
     port = sock.getsockname()[1]
     serve(app, sock, quiet=True,
           on_started=lambda: print("chatload emulator listening on http://127.0.0.1:%d" % port, flush=True))
-''')
+""")
 
 
 def _pin(cpu: int | None) -> dict:
@@ -93,15 +103,16 @@ def _pin(cpu: int | None) -> dict:
 @contextlib.contextmanager
 def _server(command: list[str], cpu: int | None, startup: dict[str, float]) -> Iterator[str]:
     began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=ROOT, **_pin(cpu))
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, **_pin(cpu)
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line.startswith(LISTENING):
             raise RuntimeError(f"server did not start: {line!r} {process.stderr.read() if process.stderr else ''}")
         startup["seconds"] = time.perf_counter() - began
-        yield line[len(LISTENING):].strip()
+        yield line[len(LISTENING) :].strip()
     finally:
         process.terminate()
         try:
@@ -182,7 +193,7 @@ def _paced_latency(url: str, rate: float, duration_s: float, warmup_s: float, co
                 received += 1
                 if received > warmup:
                     latencies.append(elapsed)
-                del buf[:head_end + 4 + length]
+                del buf[: head_end + 4 + length]
                 idle.append(fd)
     finally:
         for s in socks.values():
@@ -193,9 +204,16 @@ def _paced_latency(url: str, rate: float, duration_s: float, warmup_s: float, co
     def pct(p: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 3)
 
-    return {"rate": rate, "requests": len(latencies), "p50_ms": pct(0.50), "p99_ms": pct(0.99),
-            "p999_ms": pct(0.999), "max_ms": round(latencies[-1] * 1000, 3),
-            "over_40ms": sum(1 for x in latencies if x >= 0.040), "late_sends": late_sends}
+    return {
+        "rate": rate,
+        "requests": len(latencies),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+        "max_ms": round(latencies[-1] * 1000, 3),
+        "over_40ms": sum(1 for x in latencies if x >= 0.040),
+        "late_sends": late_sends,
+    }
 
 
 def _state_counters(url: str) -> dict[str, int]:
@@ -208,15 +226,18 @@ def _state_counters(url: str) -> dict[str, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="alternating rounds per server; the best round counts (default 5)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating rounds per server; the best round counts (default 5)"
+    )
     parser.add_argument("--connections", type=int, default=32, help="wrk keep-alive connections (default 32)")
     parser.add_argument("--rate", type=float, default=1000.0, help="paced rate for the latency figure (default 1000)")
     parser.add_argument("--latency-connections", type=int, default=16)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        print("bench_emulator: wrk is not installed; install Debian's wrk (apt-get install -y wrk) and rerun",
-              file=sys.stderr)
+        print(
+            "bench_emulator: wrk is not installed; install Debian's wrk (apt-get install -y wrk) and rerun",
+            file=sys.stderr,
+        )
         return 2
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     server_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
@@ -234,11 +255,22 @@ def main() -> int:
         noop_file = Path(tmp) / "noop_server.py"
         noop_file.write_text(NOOP_APP)
         noop_command = [sys.executable, str(noop_file), str(ROOT)]
-        emulator_command = [sys.executable, "-m", "emulator", "--port", "0", "--config", str(config), "--quiet"]
+        emulator_command = [
+            sys.executable,
+            "-m",
+            "chatload.emulator",
+            "--port",
+            "0",
+            "--config",
+            str(config),
+            "--quiet",
+        ]
         # Both servers run side by side on the same CPU and are measured alternately, so a busy
         # machine disturbs both alike; the best round of each is reported.
-        with _server(noop_command, server_cpu, startups["noop"]) as noop_url, \
-                _server(emulator_command, server_cpu, startups["emulator"]) as emulator_url:
+        with (
+            _server(noop_command, server_cpu, startups["noop"]) as noop_url,
+            _server(emulator_command, server_cpu, startups["emulator"]) as emulator_url,
+        ):
             urls = {"noop": noop_url, "emulator": emulator_url}
             for url in urls.values():
                 _wrk(url, 1.0, args.connections, client_cpu, script)  # warm-up
@@ -249,27 +281,35 @@ def main() -> int:
                         os.sched_setaffinity(0, {client_cpu})
                     try:
                         rounds[name]["latency"].append(
-                            _paced_latency(url, args.rate, args.duration, 0.5, args.latency_connections))
+                            _paced_latency(url, args.rate, args.duration, 0.5, args.latency_connections)
+                        )
                     finally:
                         if cpus:
                             os.sched_setaffinity(0, set(cpus))
             counters = _state_counters(emulator_url)
-    refused = {k: v for k, v in counters.items()
-               if k in ("throttled_tps", "throttled_concurrency", "invalid", "not_found", "server_error") and v}
+    refused = {
+        k: v
+        for k, v in counters.items()
+        if k in ("throttled_tps", "throttled_concurrency", "invalid", "not_found", "server_error") and v
+    }
     if refused:
         raise RuntimeError(f"the emulator refused requests: {refused}")
 
     def best(name: str) -> dict:
         latency = min(rounds[name]["latency"], key=lambda r: r["p99_ms"])
-        return {"requests_per_s": round(max(rounds[name]["rps"])),
-                "requests_per_s_rounds": [round(x) for x in rounds[name]["rps"]],
-                "p99_ms_rounds": [r["p99_ms"] for r in rounds[name]["latency"]],
-                "startup_s": round(startups[name]["seconds"], 3), **latency}
+        return {
+            "requests_per_s": round(max(rounds[name]["rps"])),
+            "requests_per_s_rounds": [round(x) for x in rounds[name]["rps"]],
+            "p99_ms_rounds": [r["p99_ms"] for r in rounds[name]["latency"]],
+            "startup_s": round(startups[name]["seconds"], 3),
+            **latency,
+        }
 
     emu, noop = best("emulator"), best("noop")
     report = {
         "benchmark": "emulator StartChatContact vs no-op ASGI app, same stack, same CPU, same run",
-        "server_cpu": server_cpu, "client_cpu": client_cpu,
+        "server_cpu": server_cpu,
+        "client_cpu": client_cpu,
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "emulator": emu,
         "noop": noop,

@@ -26,15 +26,15 @@ import gevent
 import locust  # noqa: F401  (gevent's patching before boto3, as in a Locust process)
 from locust.env import Environment
 
-from emulator.defaults import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
-from emulator.testing import running_emulator
-from harness.chats import LiveChats
-from harness.client import Api, ClientSettings, make_clients
-from harness.customer import Customer
-from harness.live import LiveStats
-from harness.outcome import CallFailed
-from harness.recorder import Recorder, flush_forever
-from harness.scenario import ChatLife
+from chatload.contracts import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
+from chatload.emulator_control import running_emulator
+from chatload.harness.chats import LiveChats
+from chatload.harness.client import Api, ClientSettings, make_clients
+from chatload.harness.customer import Customer
+from chatload.harness.live.stats import LiveStats
+from chatload.harness.outcome import CallFailed
+from chatload.harness.recorder import Recorder, flush_forever
+from chatload.harness.scenario.model import ChatLife
 
 HIGH = {"rate": 1_000_000, "burst": 1_000_000}
 REQUEST = {
@@ -64,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--greenlets", type=int, default=8)
     args = parser.parse_args(argv)
 
-    config = {"rates": {"StartChatContact": HIGH},
-              "instances": [{"id": DEFAULT_INSTANCE_ID, "concurrent_chats": 10_000_000}]}
+    config = {
+        "rates": {"StartChatContact": HIGH},
+        "instances": [{"id": DEFAULT_INSTANCE_ID, "concurrent_chats": 10_000_000}],
+    }
     with running_emulator(config) as emu, tempfile.TemporaryDirectory(prefix="chatload-bench-") as tmp:
         settings = ClientSettings(endpoint_url=emu.url, pool_size=args.greenlets)
         bare_client, _ = make_clients(settings)

@@ -68,8 +68,19 @@ def generate_worker(rng: np.random.Generator, n_chats: int, worker: str, stage_s
     life_t = t_start[life_chat] + offset
     rows_chat = np.concatenate([chat_index, life_chat])
     operations = np.array(["StartChatContact", *LIFE])
-    outcomes = np.array(["ok", "throttled_tps", "throttled_concurrency", "throttled_unknown", "client_error",
-                         "server_error", "timeout", "connection_error", "dropped"])
+    outcomes = np.array(
+        [
+            "ok",
+            "throttled_tps",
+            "throttled_concurrency",
+            "throttled_unknown",
+            "client_error",
+            "server_error",
+            "timeout",
+            "connection_error",
+            "dropped",
+        ]
+    )
     stage_names = np.array([s for s, _ in STAGES])
     n_life = len(life_chat)
     chat_ids = pa.array(np.char.add(f"{worker}-", np.arange(n_chats).astype("U10"))).take(pa.array(rows_chat))
@@ -81,8 +92,9 @@ def generate_worker(rng: np.random.Generator, n_chats: int, worker: str, stage_s
             "operation": operations[np.concatenate([np.zeros(n_chats, np.int64), life_op])],
             "outcome": outcomes[np.concatenate([outcome, np.zeros(n_life, np.int64)])],
             "http_status": np.concatenate([np.select([ok, outcome == 8], [200, 0], 429), np.full(n_life, 200)]),
-            "error_code": np.where(np.concatenate([outcome, np.zeros(n_life, np.int64)]) == 1,
-                                   "TooManyRequestsException", ""),
+            "error_code": np.where(
+                np.concatenate([outcome, np.zeros(n_life, np.int64)]) == 1, "TooManyRequestsException", ""
+            ),
             "attempts": np.concatenate([attempts, np.ones(n_life, np.int64)]),
             "stage": stage_names[stage[rows_chat]],
             "worker": np.full(n_chats + n_life, worker),
@@ -106,14 +118,25 @@ def generate(run_dir: Path, rows: int, workers: int) -> tuple[int, float]:
         pq.write_table(table, run_dir / "attempts" / f"w{w}.parquet")
     duration = stage_s * len(STAGES) + 200
     meta = {
-        "run_id": "bench", "started_at": T0 - 5.0, "schedule_started_at": T0 + 1.0, "ended_at": T0 + duration,
-        "interrupted": False, "ended_early": None,
-        "scenario": {"name": "bench", "stages": [{"name": s, "duration_s": stage_s, "target_rate": r}
-                                                 for s, r in STAGES],
-                     "thresholds": {"max_p95_ms": 200, "max_dropped_share": 0.01}},
-        "target": "emulator", "quotas": {"source": "emulator", "StartChatContact": {"rate": QUOTA_RATE, "burst": 900},
-                                         "concurrent_chats": 30000},
-        "workers": [f"w{w}" for w in range(workers)], "lost_workers": [],
+        "run_id": "bench",
+        "started_at": T0 - 5.0,
+        "schedule_started_at": T0 + 1.0,
+        "ended_at": T0 + duration,
+        "interrupted": False,
+        "ended_early": None,
+        "scenario": {
+            "name": "bench",
+            "stages": [{"name": s, "duration_s": stage_s, "target_rate": r} for s, r in STAGES],
+            "thresholds": {"max_p95_ms": 200, "max_dropped_share": 0.01},
+        },
+        "target": "emulator",
+        "quotas": {
+            "source": "emulator",
+            "StartChatContact": {"rate": QUOTA_RATE, "burst": 900},
+            "concurrent_chats": 30000,
+        },
+        "workers": [f"w{w}" for w in range(workers)],
+        "lost_workers": [],
         "clean_up": {"ended": 0, "still_active": 0, "not_ended": []},
     }
     (run_dir / "meta.json").write_text(json.dumps(meta))
@@ -130,11 +153,11 @@ def pyarrow_read_s(run_dir: Path) -> float:
 
 
 def build_in_child(run_dir: Path) -> tuple[float, int, int]:
-    """Wall time, peak RSS (bytes) and exit code of `python -m analysis.report RUN_DIR`."""
+    """Wall time, peak RSS (bytes) and exit code of `python -m chatload.analysis.report RUN_DIR`."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "analysis.report", str(run_dir)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "chatload.analysis.report", str(run_dir)], cwd=ROOT, capture_output=True, text=True
     )
     elapsed = time.perf_counter() - start
     if proc.returncode not in (0, 1, 2) or not (run_dir / "summary.json").is_file():
@@ -161,23 +184,28 @@ def main() -> int:
         read_s = pyarrow_read_s(run_dir)
         build_s, peak_bytes, code = build_in_child(run_dir)
         summary = json.loads((run_dir / "summary.json").read_text())
-        print(json.dumps({
-            "benchmark": "report_build",
-            "rows": rows,
-            "segments": args.workers,
-            "run_duration_s": round(duration, 1),
-            "generate_s": round(generate_s, 2),
-            "build_s": round(build_s, 2),
-            "peak_rss_mb": round(peak_bytes / 2**20, 1),
-            "pyarrow_read_s": round(read_s, 3),
-            "build_over_read": round(build_s / read_s, 1),
-            "targets": {"build_s": 60, "peak_rss_mb": 4096},
-            "within_targets": build_s < 60 and peak_bytes < 4 * 2**30,
-            "report_exit_code": code,
-            "headline": summary["findings"]["headline"],
-            "error_rows": len((run_dir / "tables" / "errors.csv").read_text().splitlines()) - 1,
-            "cpus": os.cpu_count(),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "benchmark": "report_build",
+                    "rows": rows,
+                    "segments": args.workers,
+                    "run_duration_s": round(duration, 1),
+                    "generate_s": round(generate_s, 2),
+                    "build_s": round(build_s, 2),
+                    "peak_rss_mb": round(peak_bytes / 2**20, 1),
+                    "pyarrow_read_s": round(read_s, 3),
+                    "build_over_read": round(build_s / read_s, 1),
+                    "targets": {"build_s": 60, "peak_rss_mb": 4096},
+                    "within_targets": build_s < 60 and peak_bytes < 4 * 2**30,
+                    "report_exit_code": code,
+                    "headline": summary["findings"]["headline"],
+                    "error_rows": len((run_dir / "tables" / "errors.csv").read_text().splitlines()) - 1,
+                    "cpus": os.cpu_count(),
+                },
+                indent=2,
+            )
+        )
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

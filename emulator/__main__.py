@@ -2,6 +2,6 @@
 
 import sys
 
-from emulator.server import main
+from chatload.emulator.server import main
 
 sys.exit(main())

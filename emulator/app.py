@@ -19,23 +19,32 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from emulator.config import ConfigError, config_to_dict, merge_config
-from emulator.contacts import new_uuid
-from emulator.errors import ApiError
-from emulator.model import Call, ChatStore
+from chatload.contracts import (
+    CREATE_CONNECTION,
+    DESCRIBE_CONTACT,
+    DISCONNECT,
+    GET_TRANSCRIPT,
+    SEND_MESSAGE,
+    START_CHAT,
+    STOP_CONTACT,
+)
+from chatload.emulator.config import ConfigError, config_to_dict, merge_config
+from chatload.emulator.contacts import new_uuid
+from chatload.emulator.errors import ApiError
+from chatload.emulator.model import Call, ChatStore
 
 MAX_BODY = 1024 * 1024
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
 ROUTES: dict[tuple[str, str], str] = {
-    ("PUT", "/contact/chat"): "StartChatContact",
-    ("POST", "/contact/stop"): "StopContact",
-    ("POST", "/participant/connection"): "CreateParticipantConnection",
-    ("POST", "/participant/message"): "SendMessage",
-    ("POST", "/participant/disconnect"): "DisconnectParticipant",
-    ("POST", "/participant/transcript"): "GetTranscript",
+    ("PUT", "/contact/chat"): START_CHAT,
+    ("POST", "/contact/stop"): STOP_CONTACT,
+    ("POST", "/participant/connection"): CREATE_CONNECTION,
+    ("POST", "/participant/message"): SEND_MESSAGE,
+    ("POST", "/participant/disconnect"): DISCONNECT,
+    ("POST", "/participant/transcript"): GET_TRANSCRIPT,
 }
-PARTICIPANT = frozenset({"CreateParticipantConnection", "SendMessage", "DisconnectParticipant", "GetTranscript"})
+PARTICIPANT = frozenset({CREATE_CONNECTION, SEND_MESSAGE, DISCONNECT, GET_TRANSCRIPT})
 
 _JSON = (b"content-type", b"application/json")
 _dumps = json.dumps
@@ -45,9 +54,13 @@ def _encode(payload: Any) -> bytes:
     """JSON bytes of an answer. StartChatContact's usual answer (three ids and a token made only of
     [A-Za-z0-9_-] characters by contacts.py) is formatted directly: it is the hot path."""
     if payload.__class__ is dict and len(payload) == 3 and "ParticipantToken" in payload:
-        return (f'{{"ContactId":"{payload["ContactId"]}","ParticipantId":"{payload["ParticipantId"]}",'
-                f'"ParticipantToken":"{payload["ParticipantToken"]}"}}').encode()
+        return (
+            f'{{"ContactId":"{payload["ContactId"]}","ParticipantId":"{payload["ParticipantId"]}",'
+            f'"ParticipantToken":"{payload["ParticipantToken"]}"}}'
+        ).encode()
     return _dumps(payload).encode()
+
+
 _loads = json.loads
 
 
@@ -57,7 +70,7 @@ def _credential(auth: bytes) -> tuple[str | None, str]:
     if start < 0:
         return None, "us-east-1"
     end = auth.find(b",", start)
-    parts = auth[start + 11:end if end >= 0 else len(auth)].strip().split(b"/")
+    parts = auth[start + 11 : end if end >= 0 else len(auth)].strip().split(b"/")
     key = parts[0].decode("latin-1")
     region = parts[2].decode("latin-1") if len(parts) > 2 and parts[2] else "us-east-1"
     return (key or None), region
@@ -67,7 +80,7 @@ def _attempt(value: bytes) -> int:
     start = value.find(b"attempt=")
     if start < 0:
         return 1
-    digits = value[start + 8:].split(b";", 1)[0].strip()
+    digits = value[start + 8 :].split(b";", 1)[0].strip()
     return int(digits) if digits.isdigit() and len(digits) < 6 else 1
 
 
@@ -76,8 +89,7 @@ def make_app(store: ChatStore) -> ASGIApp:
 
     async def respond(send: Callable, status: int, payload: Any, error: str | None = None) -> None:
         body = _encode(payload)
-        headers = [_JSON, (b"content-length", b"%d" % len(body)),
-                   (b"x-amzn-requestid", new_uuid().encode())]
+        headers = [_JSON, (b"content-length", b"%d" % len(body)), (b"x-amzn-requestid", new_uuid().encode())]
         if error is not None:
             headers.append((b"x-amzn-errortype", error.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -106,8 +118,7 @@ def make_app(store: ChatStore) -> ASGIApp:
         except (ValueError, RecursionError):
             return ApiError("SerializationException", "Could not parse the request body as JSON")
 
-    async def admin(scope: dict, receive: Callable, send: Callable, method: str, path: str,
-                    declared: int) -> None:
+    async def admin(scope: dict, receive: Callable, send: Callable, method: str, path: str, declared: int) -> None:
         if path == "/_emulator/health" and method == "GET":
             await respond(send, 200, {"status": "ok"})
         elif path == "/_emulator/state" and method == "GET":
@@ -157,7 +168,7 @@ def make_app(store: ChatStore) -> ASGIApp:
         if method == "GET" and len(parts) == 4 and parts[1] == b"contacts":
             call.instance_id = unquote(parts[2].decode("latin-1"))
             call.contact_id = unquote(parts[3].decode("latin-1"))
-            return "DescribeContact", call
+            return DESCRIBE_CONTACT, call
         store.unknown_requests += 1
         await respond(send, 404, {"message": f"No operation {method} {path}"}, "UnknownOperationException")
         return None

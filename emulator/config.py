@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from emulator.defaults import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
+from chatload import contracts
+from chatload.contracts import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
 
 
 class ConfigError(ValueError):
@@ -35,20 +36,12 @@ class Rate:
     burst: float
 
 
-DEFAULT_RATES: dict[str, Rate] = {
-    "StartChatContact": Rate(5, 8),
-    "StopContact": Rate(10, 15),
-    "DescribeContact": Rate(10, 15),
-    "default": Rate(2, 5),
-}
+# AWS's documented defaults (chatload.contracts), as the emulator's rate records.
+DEFAULT_RATES: dict[str, Rate] = {op: Rate(*limits) for op, limits in contracts.DEFAULT_CONNECT_RATES.items()}
 DEFAULT_PARTICIPANT_RATES: dict[str, Rate] = {
-    "CreateParticipantConnection": Rate(6, 9),
-    "SendMessage": Rate(10, 15),
-    "DisconnectParticipant": Rate(3, 5),
-    "GetTranscript": Rate(8, 12),
-    "default": Rate(2, 5),
+    op: Rate(*limits) for op, limits in contracts.DEFAULT_PARTICIPANT_RATES.items()
 }
-DEFAULT_CONCURRENT_CHATS = 500
+DEFAULT_CONCURRENT_CHATS = contracts.DEFAULT_CONCURRENT_CHATS
 
 
 @dataclass(frozen=True)
@@ -83,8 +76,11 @@ class EmulatorConfig:
         )
 
 
-_EMULATOR_NUMBERS = {"time_scale": (False, True), "unconnected_timeout_s": (True, False),
-                     "retention_s": (True, False)}  # key -> (zero allowed, must be > 0)
+_EMULATOR_NUMBERS = {
+    "time_scale": (False, True),
+    "unconnected_timeout_s": (True, False),
+    "retention_s": (True, False),
+}  # key -> (zero allowed, must be > 0)
 _EMULATOR_STRINGS = ("throttle_message", "participant_throttle_message", "quota_message")
 _TOP_KEYS = ("emulator", "rates", "participant_rates", "instances")
 
@@ -133,8 +129,9 @@ def _instances(current: Mapping[str, Instance], patch: Any, source: str) -> dict
         item = _table(item, source, where)
         unknown = set(item) - {"id", "concurrent_chats", "contact_flows"}
         if unknown:
-            raise _fail(source, f"{where}.{sorted(unknown)[0]}",
-                        "unknown key (expected id, concurrent_chats, contact_flows)")
+            raise _fail(
+                source, f"{where}.{sorted(unknown)[0]}", "unknown key (expected id, concurrent_chats, contact_flows)"
+            )
         ident = item.get("id")
         if not isinstance(ident, str) or not 1 <= len(ident) <= 100:
             raise _fail(source, f"{where}.id", "required, a string of 1..100 characters")
@@ -221,9 +218,7 @@ def config_to_dict(config: EmulatorConfig) -> dict[str, Any]:
             "quota_message": config.quota_message,
         },
         "rates": {op: {"rate": r.rate, "burst": r.burst} for op, r in config.rates.items()},
-        "participant_rates": {
-            op: {"rate": r.rate, "burst": r.burst} for op, r in config.participant_rates.items()
-        },
+        "participant_rates": {op: {"rate": r.rate, "burst": r.burst} for op, r in config.participant_rates.items()},
         "instances": [
             {"id": i.id, "concurrent_chats": i.concurrent_chats, "contact_flows": list(i.contact_flows)}
             for i in config.instances.values()

@@ -72,3 +72,16 @@ def new_uuid() -> str:
 def new_token() -> str:
     """An opaque bearer token (64 URL-safe characters from 48 random bytes)."""
     return base64.urlsafe_b64encode(os.urandom(48)).decode("ascii")
+
+
+@dataclass(slots=True)
+class Call:
+    """One HTTP attempt as the model sees it."""
+
+    body: Any = None  # parsed JSON, or an ApiError the wire layer met while reading it
+    access_key: str | None = None
+    region: str = "us-east-1"
+    attempt: int = 1
+    bearer: str | None = None
+    instance_id: str | None = None  # URI members (DescribeContact)
+    contact_id: str | None = None

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# code -> (HTTP status, state counter)
+from chatload.contracts import SERVER_ERROR, THROTTLED_CONCURRENCY, THROTTLED_TPS
+
+# code -> (HTTP status, state counter); the throttle and server-error counters are named as the
+# harness's outcome classes, so that /_emulator/state is the ground truth of its classification
 ERRORS: dict[str, tuple[int, str]] = {
-    "TooManyRequestsException": (429, "throttled_tps"),
-    "ThrottlingException": (429, "throttled_tps"),
-    "LimitExceededException": (429, "throttled_concurrency"),
+    "TooManyRequestsException": (429, THROTTLED_TPS),
+    "ThrottlingException": (429, THROTTLED_TPS),
+    "LimitExceededException": (429, THROTTLED_CONCURRENCY),
     "InvalidParameterException": (400, "invalid"),
     "InvalidRequestException": (400, "invalid"),
     "ValidationException": (400, "invalid"),
@@ -25,13 +28,21 @@ ERRORS: dict[str, tuple[int, str]] = {
     "AccessDeniedException": (403, "access_denied"),
     "MissingAuthenticationTokenException": (403, "access_denied"),
     "UnknownOperationException": (404, "not_found"),
-    "InternalServiceException": (500, "server_error"),
-    "InternalServerException": (500, "server_error"),
+    "InternalServiceException": (500, SERVER_ERROR),
+    "InternalServerException": (500, SERVER_ERROR),
 }
 
 COUNTERS = (
-    "requests", "accepted", "throttled_tps", "throttled_concurrency", "invalid", "not_found",
-    "access_denied", "server_error", "retried_attempts", "idempotent_replays",
+    "requests",
+    "accepted",
+    THROTTLED_TPS,
+    THROTTLED_CONCURRENCY,
+    "invalid",
+    "not_found",
+    "access_denied",
+    SERVER_ERROR,
+    "retried_attempts",
+    "idempotent_replays",
 )
 
 LOWERCASE_MESSAGE = frozenset({"TooManyRequestsException", "ThrottlingException"})

@@ -90,9 +90,18 @@ def serve(app: Callable, sock: socket.socket, *, quiet: bool, on_started: Callab
                     signal.signal(sig, handler)
 
     config = uvicorn.Config(
-        app, loop="uvloop", http=FastProtocol, lifespan="off", interface="asgi3", access_log=False,
-        log_level="warning" if quiet else "info", server_header=False, date_header=False,
-        timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=2, backlog=2048,
+        app,
+        loop="uvloop",
+        http=FastProtocol,
+        lifespan="off",
+        interface="asgi3",
+        access_log=False,
+        log_level="warning" if quiet else "info",
+        server_header=False,
+        date_header=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=2,
+        backlog=2048,
     )
     with contextlib.suppress(KeyboardInterrupt):
         Server(config).run(sockets=[sock])

@@ -28,40 +28,27 @@ import functools
 import hashlib
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from emulator import participants
-from emulator.clock import ScaledClock
-from emulator.config import EmulatorConfig
-from emulator.contacts import (
-    API,
-    END_REASONS,
-    EXPIRED,
-    NEVER_CONNECTED,
-    Contact,
-    new_token,
-    new_uuid,
+from chatload.contracts import (
+    CREATE_CONNECTION,
+    DESCRIBE_CONTACT,
+    DISCONNECT,
+    GET_TRANSCRIPT,
+    SEND_MESSAGE,
+    START_CHAT,
+    STOP_CONTACT,
 )
-from emulator.errors import COUNTERS, ApiError
-from emulator.throttle import BucketSet
-from emulator.validation import CONNECT_OPERATIONS, PARTICIPANT_OPERATIONS, Invalid, Validators
+from chatload.emulator import participants
+from chatload.emulator.clock import ScaledClock
+from chatload.emulator.config import EmulatorConfig
+from chatload.emulator.contacts import API, END_REASONS, EXPIRED, NEVER_CONNECTED, Call, Contact, new_token, new_uuid
+from chatload.emulator.errors import COUNTERS, ApiError
+from chatload.emulator.throttle import BucketSet
+from chatload.emulator.validation import CONNECT_OPERATIONS, PARTICIPANT_OPERATIONS, Invalid, Validators
 
 OPERATIONS = CONNECT_OPERATIONS + PARTICIPANT_OPERATIONS
 DEFAULT_CHAT_MINUTES = 1500
-
-
-@dataclass(slots=True)
-class Call:
-    """One HTTP attempt as the model sees it."""
-
-    body: Any = None  # parsed JSON, or an ApiError the wire layer met while reading it
-    access_key: str | None = None
-    region: str = "us-east-1"
-    attempt: int = 1
-    bearer: str | None = None
-    instance_id: str | None = None  # URI members (DescribeContact)
-    contact_id: str | None = None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -79,19 +66,18 @@ def _instance_id(value: str) -> str:
 class ChatStore:
     """All emulated state. One instance per process; every method runs on the event loop thread."""
 
-    def __init__(self, config: EmulatorConfig, clock: Any | None = None,
-                 validators: Validators | None = None) -> None:
+    def __init__(self, config: EmulatorConfig, clock: Any | None = None, validators: Validators | None = None) -> None:
         self.config = config
         self.clock = clock if clock is not None else ScaledClock(config.time_scale)
         self.validators = validators if validators is not None else Validators.from_botocore()
         self._ops: dict[str, Callable[[Call, float], dict[str, Any]]] = {
-            "StartChatContact": self._start_chat_contact,
-            "StopContact": self._stop_contact,
-            "DescribeContact": self._describe_contact,
-            "CreateParticipantConnection": lambda call, now: participants.create_connection(self, call, now),
-            "SendMessage": lambda call, now: participants.send_message(self, call, now),
-            "DisconnectParticipant": lambda call, now: participants.disconnect(self, call, now),
-            "GetTranscript": lambda call, now: participants.get_transcript(self, call, now),
+            START_CHAT: self._start_chat_contact,
+            STOP_CONTACT: self._stop_contact,
+            DESCRIBE_CONTACT: self._describe_contact,
+            CREATE_CONNECTION: lambda call, now: participants.create_connection(self, call, now),
+            SEND_MESSAGE: lambda call, now: participants.send_message(self, call, now),
+            DISCONNECT: lambda call, now: participants.disconnect(self, call, now),
+            GET_TRANSCRIPT: lambda call, now: participants.get_transcript(self, call, now),
         }
         self.reset()
 
@@ -132,8 +118,12 @@ class ChatStore:
         accounts: dict[str, str] = {}
         buckets = []
         for key, bucket in self.buckets.buckets.items():
-            entry: dict[str, Any] = {"operation": key[-1], "rate": bucket.rate, "burst": bucket.burst,
-                                     "tokens": round(bucket.level(now), 3)}
+            entry: dict[str, Any] = {
+                "operation": key[-1],
+                "rate": bucket.rate,
+                "burst": bucket.burst,
+                "tokens": round(bucket.level(now), 3),
+            }
             if key[0] == "connect":  # access keys never leave the process: accounts are numbered
                 entry["account"] = accounts.setdefault(key[1], f"account-{len(accounts) + 1}")
                 entry["region"] = key[2]
@@ -237,15 +227,13 @@ class ChatStore:
         if call.access_key is None:
             raise ApiError("MissingAuthenticationTokenException", "Missing Authentication Token")
         limit = self.config.connect_rate(operation)
-        if not self.buckets.take(("connect", call.access_key, call.region, operation),
-                                 limit.rate, limit.burst, now):
+        if not self.buckets.take(("connect", call.access_key, call.region, operation), limit.rate, limit.burst, now):
             raise ApiError("TooManyRequestsException", self.config.throttle_message)
 
     def valid_body(self, operation: str, call: Call, request_error: str, parameter_error: str) -> dict:
         body = call.body
         if isinstance(body, ApiError):
-            raise ApiError(request_error if body.code != "RequestEntityTooLargeException" else body.code,
-                           body.message)
+            raise ApiError(request_error if body.code != "RequestEntityTooLargeException" else body.code, body.message)
         try:
             self.validators.check(operation, body)
         except Invalid as invalid:
@@ -260,17 +248,19 @@ class ChatStore:
 
     # ---- Connect -------------------------------------------------------------------------------
     def _start_chat_contact(self, call: Call, now: float) -> dict[str, Any]:
-        self._take_connect("StartChatContact", call, now)
-        body = self.valid_body("StartChatContact", call, "InvalidRequestException", "InvalidParameterException")
+        self._take_connect(START_CHAT, call, now)
+        body = self.valid_body(START_CHAT, call, "InvalidRequestException", "InvalidParameterException")
         inst = self._instance(body["InstanceId"])
         if body["ContactFlowId"] not in inst.contact_flows:
-            raise ApiError("ResourceNotFoundException",
-                           f"ContactFlowId: contact flow {body['ContactFlowId']} not found in instance {inst.id}")
+            raise ApiError(
+                "ResourceNotFoundException",
+                f"ContactFlowId: contact flow {body['ContactFlowId']} not found in instance {inst.id}",
+            )
         client_token = body.get("ClientToken")
         if client_token is not None:
             replay = self.idempotency.get((inst.id, client_token))
             if replay is not None:
-                self.counters["StartChatContact"]["idempotent_replays"] += 1
+                self.counters[START_CHAT]["idempotent_replays"] += 1
                 return self.contacts[replay].start_response
         continued_from, initial_id = self._persistent_source(body, inst.id)
         active = self.active.get(inst.id, 0)
@@ -291,15 +281,24 @@ class ChatStore:
         deadline = now + duration_s if timeout <= 0 else now + min(duration_s, timeout)
         epoch = self.clock.epoch()
         contact = Contact(
-            id=contact_id, instance_id=inst.id, flow_id=body["ContactFlowId"],
+            id=contact_id,
+            instance_id=inst.id,
+            flow_id=body["ContactFlowId"],
             arn=f"arn:aws:connect:{call.region}:{_account_id(call.access_key or '')}"
-                f":instance/{inst.id}/contact/{contact_id}",
-            participant_id=response["ParticipantId"], participant_token=token,
+            f":instance/{inst.id}/contact/{contact_id}",
+            participant_id=response["ParticipantId"],
+            participant_token=token,
             display_name=body["ParticipantDetails"]["DisplayName"],
-            initial_contact_id=initial_id or contact_id, previous_contact_id=continued_from,
-            related_contact_id=body.get("RelatedContactId"), customer_id=body.get("CustomerId"),
-            attributes=body.get("Attributes"), client_token=client_token,
-            started=now, started_epoch=epoch, duration_deadline=now + duration_s, deadline=deadline,
+            initial_contact_id=initial_id or contact_id,
+            previous_contact_id=continued_from,
+            related_contact_id=body.get("RelatedContactId"),
+            customer_id=body.get("CustomerId"),
+            attributes=body.get("Attributes"),
+            client_token=client_token,
+            started=now,
+            started_epoch=epoch,
+            duration_deadline=now + duration_s,
+            deadline=deadline,
             start_response=response,
         )
         self.contacts[contact_id] = contact
@@ -327,54 +326,69 @@ class ChatStore:
         source_id = persistent["SourceContactId"]
         source = self.contacts.get(source_id)
         if source is None or source.instance_id != instance_id:
-            raise ApiError("ResourceNotFoundException",
-                           f"PersistentChat.SourceContactId: contact {source_id} not found")
+            raise ApiError(
+                "ResourceNotFoundException", f"PersistentChat.SourceContactId: contact {source_id} not found"
+            )
         if persistent["RehydrationType"] == "FROM_SEGMENT":
             latest = source
         else:
             if source.initial_contact_id != source.id:
-                raise ApiError("InvalidRequestException",
-                               "PersistentChat.SourceContactId: ENTIRE_PAST_SESSION needs the initial contact "
-                               f"of a past session, and {source_id} is not one")
+                raise ApiError(
+                    "InvalidRequestException",
+                    "PersistentChat.SourceContactId: ENTIRE_PAST_SESSION needs the initial contact "
+                    f"of a past session, and {source_id} is not one",
+                )
             latest = self.contacts.get(self.session_latest.get(source.id, source.id), source)
         if latest.ended is None:
-            raise ApiError("InvalidRequestException",
-                           f"PersistentChat.SourceContactId: contact {latest.id} is still active; "
-                           "only an ended chat can be continued")
+            raise ApiError(
+                "InvalidRequestException",
+                f"PersistentChat.SourceContactId: contact {latest.id} is still active; "
+                "only an ended chat can be continued",
+            )
         return latest.id, source.initial_contact_id
 
     def _stop_contact(self, call: Call, now: float) -> dict[str, Any]:
-        self._take_connect("StopContact", call, now)
-        body = self.valid_body("StopContact", call, "InvalidRequestException", "InvalidParameterException")
+        self._take_connect(STOP_CONTACT, call, now)
+        body = self.valid_body(STOP_CONTACT, call, "InvalidRequestException", "InvalidParameterException")
         inst = self._instance(body["InstanceId"])
         contact = self.contacts.get(body["ContactId"])
         if contact is None or contact.instance_id != inst.id or contact.ended is not None:
-            raise ApiError("ContactNotFoundException",
-                           f"ContactId: contact {body['ContactId']} is not active or does not exist")
+            raise ApiError(
+                "ContactNotFoundException", f"ContactId: contact {body['ContactId']} is not active or does not exist"
+            )
         self.end_chat(contact, now, API)
         return {}
 
     def _describe_contact(self, call: Call, now: float) -> dict[str, Any]:
-        self._take_connect("DescribeContact", call, now)
+        self._take_connect(DESCRIBE_CONTACT, call, now)
         body = {"InstanceId": call.instance_id, "ContactId": call.contact_id}
         for name, value in body.items():
             if not value or len(value) > (100 if name == "InstanceId" else 256):
-                raise ApiError("InvalidParameterException",
-                               f"Value at '{name}' failed to satisfy constraint: Member must have length "
-                               f"between 1 and {100 if name == 'InstanceId' else 256}")
+                raise ApiError(
+                    "InvalidParameterException",
+                    f"Value at '{name}' failed to satisfy constraint: Member must have length "
+                    f"between 1 and {100 if name == 'InstanceId' else 256}",
+                )
         inst = self._instance(call.instance_id or "")
         contact = self.contacts.get(call.contact_id or "")
         if contact is None or contact.instance_id != inst.id:
             raise ApiError("ResourceNotFoundException", f"ContactId: contact {call.contact_id} not found")
         described: dict[str, Any] = {
-            "Arn": contact.arn, "Id": contact.id, "InitialContactId": contact.initial_contact_id,
-            "InitiationMethod": "API", "Channel": "CHAT",
+            "Arn": contact.arn,
+            "Id": contact.id,
+            "InitialContactId": contact.initial_contact_id,
+            "InitiationMethod": "API",
+            "Channel": "CHAT",
             "InitiationTimestamp": contact.started_epoch,
             "LastUpdateTimestamp": contact.ended_epoch or contact.started_epoch,
         }
-        optional = {"PreviousContactId": contact.previous_contact_id,
-                    "RelatedContactId": contact.related_contact_id, "CustomerId": contact.customer_id,
-                    "DisconnectTimestamp": contact.ended_epoch, "DisconnectReason": contact.disconnect_reason,
-                    "Attributes": contact.attributes}
+        optional = {
+            "PreviousContactId": contact.previous_contact_id,
+            "RelatedContactId": contact.related_contact_id,
+            "CustomerId": contact.customer_id,
+            "DisconnectTimestamp": contact.ended_epoch,
+            "DisconnectReason": contact.disconnect_reason,
+            "Attributes": contact.attributes,
+        }
         described.update({k: v for k, v in optional.items() if v is not None})
         return {"Contact": described}

@@ -13,14 +13,33 @@ answer. The websocket URL is returned for clients that need one but is not serve
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from emulator import transcript
-from emulator.contacts import CUSTOMER_DISCONNECT, Contact, iso8601, new_token, new_uuid
-from emulator.errors import ApiError
+from chatload.contracts import CREATE_CONNECTION, DISCONNECT, GET_TRANSCRIPT, SEND_MESSAGE
+from chatload.emulator import transcript
+from chatload.emulator.clock import ScaledClock
+from chatload.emulator.config import EmulatorConfig
+from chatload.emulator.contacts import CUSTOMER_DISCONNECT, Call, Contact, iso8601, new_token, new_uuid
+from chatload.emulator.errors import ApiError
+from chatload.emulator.throttle import BucketSet
 
-if TYPE_CHECKING:
-    from emulator.model import Call, ChatStore
+
+class ChatStore(Protocol):
+    """What the participant operations need of the store (model.ChatStore, which calls them)."""
+
+    config: EmulatorConfig
+    clock: ScaledClock
+    buckets: BucketSet
+    contacts: dict[str, Contact]
+    by_participant_token: dict[str, str]
+    by_connection_token: dict[str, str]
+
+    def move_deadline(self, contact: Contact, deadline: float) -> None: ...
+
+    def end_chat(self, contact: Contact, at: float, reason: str) -> None: ...
+
+    def valid_body(self, operation: str, call: Call, request_error: str, parameter_error: str) -> dict: ...
+
 
 CONNECTION_TOKEN_LIFETIME_S = 86400.0
 WEBSOCKET_LIFETIME_S = 100.0
@@ -29,13 +48,17 @@ ACCESS_DENIED = "You do not have sufficient access to perform this action."
 
 def _disconnect_replay(operation: str, call: Call, contact: Contact) -> bool:
     """A retried DisconnectParticipant (same ClientToken) of the disconnect that ended this chat."""
-    return (operation == "DisconnectParticipant" and isinstance(call.body, dict)
-            and contact.disconnect_client_token is not None
-            and call.body.get("ClientToken") == contact.disconnect_client_token)
+    return (
+        operation == DISCONNECT
+        and isinstance(call.body, dict)
+        and contact.disconnect_client_token is not None
+        and call.body.get("ClientToken") == contact.disconnect_client_token
+    )
 
 
-def _authorize(store: ChatStore, operation: str, call: Call, now: float,
-               *, by_connection: bool) -> tuple[Contact, dict[str, Any]]:
+def _authorize(
+    store: ChatStore, operation: str, call: Call, now: float, *, by_connection: bool
+) -> tuple[Contact, dict[str, Any]]:
     """Bearer token -> rate bucket of (instance, operation) -> validation; returns (contact, body)."""
     tokens = store.by_connection_token if by_connection else store.by_participant_token
     contact = store.contacts.get(tokens.get(call.bearer or "", ""))
@@ -59,29 +82,41 @@ def connect(store: ChatStore, contact: Contact, types: list[str]) -> dict[str, A
     epoch = store.clock.epoch()
     out: dict[str, Any] = {}
     if "WEBSOCKET" in types:
-        out["Websocket"] = {"Url": f"wss://participant.connect.emulator.invalid/connect/{contact.participant_id}",
-                            "ConnectionExpiry": iso8601(epoch + WEBSOCKET_LIFETIME_S)}
+        out["Websocket"] = {
+            "Url": f"wss://participant.connect.emulator.invalid/connect/{contact.participant_id}",
+            "ConnectionExpiry": iso8601(epoch + WEBSOCKET_LIFETIME_S),
+        }
     if "CONNECTION_CREDENTIALS" in types:
-        out["ConnectionCredentials"] = {"ConnectionToken": contact.connection_token,
-                                        "Expiry": iso8601(epoch + CONNECTION_TOKEN_LIFETIME_S)}
+        out["ConnectionCredentials"] = {
+            "ConnectionToken": contact.connection_token,
+            "Expiry": iso8601(epoch + CONNECTION_TOKEN_LIFETIME_S),
+        }
     return out
 
 
 def append_message(contact: Contact, content_type: str, content: str, epoch: float) -> dict[str, Any]:
-    item = {"AbsoluteTime": iso8601(epoch), "Content": content, "ContentType": content_type,
-            "Id": new_uuid(), "Type": "MESSAGE", "ParticipantId": contact.participant_id,
-            "DisplayName": contact.display_name, "ParticipantRole": "CUSTOMER", "ContactId": contact.id}
+    item = {
+        "AbsoluteTime": iso8601(epoch),
+        "Content": content,
+        "ContentType": content_type,
+        "Id": new_uuid(),
+        "Type": "MESSAGE",
+        "ParticipantId": contact.participant_id,
+        "DisplayName": contact.display_name,
+        "ParticipantRole": "CUSTOMER",
+        "ContactId": contact.id,
+    }
     contact.messages.append(item)
     return item
 
 
 def create_connection(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
-    contact, body = _authorize(store, "CreateParticipantConnection", call, now, by_connection=False)
+    contact, body = _authorize(store, CREATE_CONNECTION, call, now, by_connection=False)
     return connect(store, contact, body.get("Type") or [])
 
 
 def send_message(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
-    contact, body = _authorize(store, "SendMessage", call, now, by_connection=True)
+    contact, body = _authorize(store, SEND_MESSAGE, call, now, by_connection=True)
     client_token = body.get("ClientToken")
     if client_token is not None and client_token in contact.message_ids:
         return contact.message_ids[client_token]
@@ -93,7 +128,7 @@ def send_message(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
 
 
 def disconnect(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
-    contact, body = _authorize(store, "DisconnectParticipant", call, now, by_connection=True)
+    contact, body = _authorize(store, DISCONNECT, call, now, by_connection=True)
     if contact.ended is None:
         contact.disconnect_client_token = body.get("ClientToken")
         store.end_chat(contact, now, CUSTOMER_DISCONNECT)
@@ -101,14 +136,15 @@ def disconnect(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
 
 
 def get_transcript(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
-    contact, body = _authorize(store, "GetTranscript", call, now, by_connection=True)
+    contact, body = _authorize(store, GET_TRANSCRIPT, call, now, by_connection=True)
     target = contact
     wanted = body.get("ContactId")
     if wanted is not None and wanted != contact.id:
         other = store.contacts.get(wanted)
         if other is None or other.initial_contact_id != contact.initial_contact_id:
-            raise ApiError("ValidationException",
-                           f"ContactId: contact {wanted} is not part of this participant's chat session")
+            raise ApiError(
+                "ValidationException", f"ContactId: contact {wanted} is not part of this participant's chat session"
+            )
         target = other
     try:
         items, next_token = transcript.page(target.messages, body)

@@ -15,7 +15,7 @@ import gc
 import socket
 import sys
 
-from emulator.defaults import DEFAULT_HOST, DEFAULT_PORT
+from chatload.contracts import DEFAULT_HOST, DEFAULT_PORT, LISTENING_LINE
 
 GC_FREEZE_EVERY_S = 0.25
 
@@ -43,11 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatload emulator",
         description="Amazon Connect chat emulator (StartChatContact, StopContact, DescribeContact and the "
-                    "Participant Service) with AWS's rate and concurrency quotas.",
+        "Participant Service) with AWS's rate and concurrency quotas.",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"port to listen on, 0 = any free port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on, 0 = any free port (default {DEFAULT_PORT})"
+    )
     parser.add_argument("--config", default=None, help="TOML configuration file (default: built-in)")
     parser.add_argument("--quiet", action="store_true", help="no log lines besides the listening line and errors")
     return parser
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chatload emulator: --port: must be 0..65535, got {args.port}", file=sys.stderr)
         return 2
 
-    from emulator.config import ConfigError, load_config
+    from chatload.emulator.config import ConfigError, load_config
 
     try:
         config = load_config(args.config)
@@ -87,16 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chatload emulator: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 2
 
-    from emulator.app import make_app
-    from emulator.http_stack import serve
-    from emulator.model import ChatStore
+    from chatload.emulator.app import make_app
+    from chatload.emulator.http_stack import serve
+    from chatload.emulator.model import ChatStore
 
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
 
     def announce() -> None:
         _keep_gc_young(asyncio.get_running_loop())
-        print(f"chatload emulator listening on http://{shown_host}:{port}", flush=True)
+        print(f"{LISTENING_LINE}http://{shown_host}:{port}", flush=True)
 
     store = ChatStore(config)
     gc.collect()

@@ -55,13 +55,13 @@ def page(items: list[dict[str, Any]], request: dict[str, Any]) -> tuple[list[dic
         start = _start_index(items, forward, request.get("StartPosition"))
     if forward:
         start = max(start, 0)
-        chosen = items[start:start + size]
+        chosen = items[start : start + size]
         after = start + size
         next_token = f"{after}:F" if after < len(items) else None
     else:
         start = min(start, len(items) - 1)
         lo = max(0, start - size + 1)
-        chosen = items[lo:start + 1] if start >= 0 else []
+        chosen = items[lo : start + 1] if start >= 0 else []
         next_token = f"{lo - 1}:B" if lo > 0 and start >= 0 else None
     if request.get("SortOrder") == "DESCENDING":
         chosen = chosen[::-1]

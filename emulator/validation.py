@@ -17,6 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chatload.contracts import (
+    CREATE_CONNECTION,
+    DESCRIBE_CONTACT,
+    DISCONNECT,
+    GET_TRANSCRIPT,
+    SEND_MESSAGE,
+    START_CHAT,
+    STOP_CONTACT,
+)
+
 Checker = Callable[[Any, str], None]
 
 
@@ -32,9 +42,7 @@ class Invalid(Exception):
 PLAIN = "text/plain"
 INTERACTIVE = "application/vnd.amazonaws.connect.message.interactive"
 INTERACTIVE_RESPONSE = "application/vnd.amazonaws.connect.message.interactive.response"
-SUPPORTED_CONTENT_TYPES = frozenset(
-    {PLAIN, "text/markdown", "application/json", INTERACTIVE, INTERACTIVE_RESPONSE}
-)
+SUPPORTED_CONTENT_TYPES = frozenset({PLAIN, "text/markdown", "application/json", INTERACTIVE, INTERACTIVE_RESPONSE})
 # Content length limits by content type (InitialMessage, SendMessage), in characters.
 MESSAGE_LIMITS = {PLAIN: 1024, "text/markdown": 1024, "application/json": 12000, INTERACTIVE_RESPONSE: 12288}
 ATTRIBUTES_MAX_BYTES = 32768
@@ -199,8 +207,8 @@ def compile_shape(shape: Any, _cache: dict[str, Checker] | None = None) -> Check
     return check_any
 
 
-CONNECT_OPERATIONS = ("StartChatContact", "StopContact", "DescribeContact")
-PARTICIPANT_OPERATIONS = ("CreateParticipantConnection", "SendMessage", "DisconnectParticipant", "GetTranscript")
+CONNECT_OPERATIONS = (START_CHAT, STOP_CONTACT, DESCRIBE_CONTACT)
+PARTICIPANT_OPERATIONS = (CREATE_CONNECTION, SEND_MESSAGE, DISCONNECT, GET_TRANSCRIPT)
 
 
 @dataclass(frozen=True)
@@ -215,8 +223,7 @@ class Validators:
 
         session = botocore.session.get_session()
         checkers: dict[str, Checker] = {}
-        for service, operations in (("connect", CONNECT_OPERATIONS),
-                                    ("connectparticipant", PARTICIPANT_OPERATIONS)):
+        for service, operations in (("connect", CONNECT_OPERATIONS), ("connectparticipant", PARTICIPANT_OPERATIONS)):
             model = session.get_service_model(service)
             for op in operations:
                 checkers[op] = compile_shape(model.operation_model(op).input_shape)
@@ -224,9 +231,9 @@ class Validators:
 
     def check(self, operation: str, body: Any) -> None:
         self.checkers[operation](body, "")
-        if operation == "StartChatContact":
+        if operation == START_CHAT:
             check_start_chat_rules(body)
-        elif operation == "SendMessage":
+        elif operation == SEND_MESSAGE:
             check_message(body["ContentType"], body["Content"], "")
 
 
@@ -234,11 +241,11 @@ def check_message(content_type: str, content: str, path: str) -> None:
     """Documented limits of a chat message: a known content type and its length limit."""
     limit = MESSAGE_LIMITS.get(content_type)
     if limit is None:
-        raise Invalid(_path(path, "ContentType"),
-                      f"Member must be one of [{', '.join(sorted(MESSAGE_LIMITS))}]")
+        raise Invalid(_path(path, "ContentType"), f"Member must be one of [{', '.join(sorted(MESSAGE_LIMITS))}]")
     if len(content) > limit:
-        raise Invalid(_path(path, "Content"),
-                      f"Member must have length less than or equal to {limit} for {content_type}")
+        raise Invalid(
+            _path(path, "Content"), f"Member must have length less than or equal to {limit} for {content_type}"
+        )
 
 
 def _utf8_len(text: str) -> int:
@@ -255,8 +262,10 @@ def check_start_chat_rules(body: dict[str, Any]) -> None:
                 raise Invalid("Attributes.key", "Member must contain only alphanumeric characters, '-' and '_'")
             total += _utf8_len(key) + _utf8_len(value)
         if total > ATTRIBUTES_MAX_BYTES:
-            raise Invalid("Attributes",
-                          f"Member must total at most {ATTRIBUTES_MAX_BYTES} UTF-8 bytes over all pairs, got {total}")
+            raise Invalid(
+                "Attributes",
+                f"Member must total at most {ATTRIBUTES_MAX_BYTES} UTF-8 bytes over all pairs, got {total}",
+            )
 
     message = body.get("InitialMessage")
     if message is not None:
@@ -266,16 +275,19 @@ def check_start_chat_rules(body: dict[str, Any]) -> None:
     if types is not None:
         for i, item in enumerate(types):
             if item not in SUPPORTED_CONTENT_TYPES:
-                raise Invalid(f"SupportedMessagingContentTypes[{i}]",
-                              f"Member must be one of [{', '.join(sorted(SUPPORTED_CONTENT_TYPES))}]")
+                raise Invalid(
+                    f"SupportedMessagingContentTypes[{i}]",
+                    f"Member must be one of [{', '.join(sorted(SUPPORTED_CONTENT_TYPES))}]",
+                )
         if PLAIN not in types:
             raise Invalid("SupportedMessagingContentTypes", "Member must contain text/plain")
 
     persistent = body.get("PersistentChat")
     if persistent is not None:
         if body.get("RelatedContactId") is not None:
-            raise Invalid("PersistentChat", "PersistentChat and RelatedContactId cannot be used together",
-                          request_level=True)
+            raise Invalid(
+                "PersistentChat", "PersistentChat and RelatedContactId cannot be used together", request_level=True
+            )
         for name in ("RehydrationType", "SourceContactId"):
             if persistent.get(name) is None:
                 raise Invalid(f"PersistentChat.{name}", "Member must not be null")
@@ -286,6 +298,8 @@ def check_start_chat_rules(body: dict[str, Any]) -> None:
         if subtype is not None and subtype.get("ValueString") == "connect:Guide":
             declared = set(types or ())
             if not {INTERACTIVE, INTERACTIVE_RESPONSE} <= declared:
-                raise Invalid("SupportedMessagingContentTypes",
-                              f"connect:Guide needs both {INTERACTIVE} and {INTERACTIVE_RESPONSE}",
-                              request_level=True)
+                raise Invalid(
+                    "SupportedMessagingContentTypes",
+                    f"connect:Guide needs both {INTERACTIVE} and {INTERACTIVE_RESPONSE}",
+                    request_level=True,
+                )

@@ -17,9 +17,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from harness.customer import Arrival
-from harness.pacer import ArrivalLedger, Schedule, Share, wait
-from harness.recorder import Recorder, new_row
+from chatload.contracts import DROPPED, START_CHAT
+from chatload.harness.customer import Arrival
+from chatload.harness.pacer import ArrivalLedger, Schedule, Share, wait
+from chatload.harness.recorder import Recorder, new_row
 
 MAX_NAP_S = 0.5  # the dispatcher re-reads its share at least this often
 DUE_S = 1e-6  # an arrival this close is due now (float time never quite gets there by sleeping)
@@ -90,6 +91,6 @@ class Dispatcher:
         if not taken:
             now = self.clock()
             self.recorder.record(
-                new_row("StartChatContact", "dropped", t_start=now, attempts=0, t_intended=t_intended, stage=stage)
+                new_row(START_CHAT, DROPPED, t_start=now, attempts=0, t_intended=t_intended, stage=stage)
             )
         return taken

@@ -10,8 +10,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.throttle import TokenBucket
-from harness.safety import ALREADY_ENDED, ENDED, RETRY, clean_up_summary, stop_result
+from chatload.contracts import DEFAULT_CONNECT_RATES, DEFAULT_PARTICIPANT_RATES, DISCONNECT, STOP_CONTACT
+from chatload.harness.safety import ALREADY_ENDED, ENDED, RETRY, clean_up_summary, stop_result
+from chatload.tokenbucket import TokenBucket
 
 log = logging.getLogger("chatload")
 
@@ -20,7 +21,10 @@ GIVE_UP_MIN_CALLS = 3
 GIVE_UP_UNANSWERED_S = 5.0
 # AWS's default rates (rate/s, burst) for the calls that end chats: the clean-up keeps to them instead
 # of ending hundreds of chats at once (which only earns throttles and spends the account's bucket).
-CLEAN_UP_RATES: dict[str, tuple[float, float]] = {"DisconnectParticipant": (3.0, 5.0), "StopContact": (10.0, 15.0)}
+CLEAN_UP_RATES: dict[str, tuple[float, float]] = {
+    DISCONNECT: DEFAULT_PARTICIPANT_RATES[DISCONNECT],
+    STOP_CONTACT: DEFAULT_CONNECT_RATES[STOP_CONTACT],
+}
 
 
 @dataclass
@@ -67,7 +71,7 @@ def end_result(operation: str, http_status: int, error_code: str) -> str:
     too: the next round ends the contact by StopContact.
     """
     result = stop_result(http_status, error_code)
-    if operation == "DisconnectParticipant" and result not in (ENDED, RETRY):
+    if operation == DISCONNECT and result not in (ENDED, RETRY):
         return RETRY
     return result
 
@@ -112,9 +116,7 @@ def clean_up(
             if clock() - started > deadline_s or unreachable():
                 retry.extend(pending[n:])
                 break
-            options = ("DisconnectParticipant", "StopContact") if first_round and chat.connection_token else (
-                "StopContact",
-            )
+            options = (DISCONNECT, STOP_CONTACT) if first_round and chat.connection_token else (STOP_CONTACT,)
             operation = options[0] if buckets is None else _paced(options, buckets, sleep, clock, started + deadline_s)
             if operation is None:  # the deadline came while waiting for a token
                 retry.extend(pending[n:])

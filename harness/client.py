@@ -17,18 +17,27 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from greenlet import getcurrent
 
-from emulator.defaults import DEFAULT_ACCESS_KEY, DEFAULT_REGION, DEFAULT_SECRET_KEY
-from harness.outcome import classify, classify_error
-
-RETRY_MODES = ("off", "standard", "adaptive", "legacy")
+from chatload.contracts import (
+    CREATE_CONNECTION,
+    DEFAULT_ACCESS_KEY,
+    DEFAULT_REGION,
+    DEFAULT_SECRET_KEY,
+    DISCONNECT,
+    GET_TRANSCRIPT,
+    RETRY_MODES,
+    SEND_MESSAGE,
+    START_CHAT,
+    STOP_CONTACT,
+)
+from chatload.harness.outcome import classify, classify_error
 
 # Operations a customer makes, and the client (connect or participant) that serves each.
-CONNECT_OPERATIONS = {"StartChatContact": "start_chat_contact", "StopContact": "stop_contact"}
+CONNECT_OPERATIONS = {START_CHAT: "start_chat_contact", STOP_CONTACT: "stop_contact"}
 PARTICIPANT_OPERATIONS = {
-    "CreateParticipantConnection": "create_participant_connection",
-    "SendMessage": "send_message",
-    "DisconnectParticipant": "disconnect_participant",
-    "GetTranscript": "get_transcript",
+    CREATE_CONNECTION: "create_participant_connection",
+    SEND_MESSAGE: "send_message",
+    DISCONNECT: "disconnect_participant",
+    GET_TRANSCRIPT: "get_transcript",
 }
 
 
@@ -39,6 +48,7 @@ class ClientSettings:
 
     target: str = "emulator"
     endpoint_url: str | None = None
+    participant_endpoint_url: str | None = None  # None: endpoint_url
     region: str = DEFAULT_REGION
     retry_mode: str = "off"
     max_attempts: int = 1
@@ -100,10 +110,15 @@ def make_clients(settings: ClientSettings) -> tuple[Any, Any]:
         )
     else:
         session = boto3.session.Session(region_name=settings.region)
-    endpoint = {"endpoint_url": settings.endpoint_url} if settings.endpoint_url else {}
-    connect = session.client("connect", config=botocore_config(settings), **endpoint)
+    connect_url = settings.endpoint_url
+    participant_url = settings.participant_endpoint_url or connect_url
+    connect = session.client(
+        "connect", config=botocore_config(settings), **({"endpoint_url": connect_url} if connect_url else {})
+    )
     participant = session.client(
-        "connectparticipant", config=botocore_config(settings, unsigned=True), **endpoint
+        "connectparticipant",
+        config=botocore_config(settings, unsigned=True),
+        **({"endpoint_url": participant_url} if participant_url else {}),
     )
     return connect, participant
 

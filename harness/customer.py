@@ -19,12 +19,15 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.chats import LiveChats, end_result
-from harness.client import Api, Call
-from harness.recorder import Recorder, new_row
-from harness.safety import ALREADY_ENDED, ENDED, RETRY
+from chatload.contracts import CREATE_CONNECTION, DISCONNECT, OK, SEND_MESSAGE, START_CHAT, STOP_CONTACT
+from chatload.harness.chats import LiveChats, end_result
+from chatload.harness.recorder import Recorder, new_row
+from chatload.harness.safety import ALREADY_ENDED, ENDED, RETRY
+
+if TYPE_CHECKING:
+    from chatload.harness.client import Api, Call
 
 END_TRIES = 3
 END_PAUSE_S = 0.5
@@ -140,8 +143,8 @@ class Customer:
         chat = f"{self.name}-{self.started_chats}"
         stage = arrival.stage
         life = self.life
-        start = self.call("StartChatContact", stage, chat, t_intended=arrival.t_intended, **self.start_request())
-        if start.outcome != "ok":
+        start = self.call(START_CHAT, stage, chat, t_intended=arrival.t_intended, **self.start_request())
+        if start.outcome != OK:
             return
         contact_id = start.response["ContactId"]
         live = self.chats.started(chat, contact_id, stage)
@@ -149,7 +152,7 @@ class Customer:
         ending = self.ending
         if life.connect and not (life.connect_delay_s > 0 and ending.wait(life.connect_delay_s)):
             connection = self.call(
-                "CreateParticipantConnection",
+                CREATE_CONNECTION,
                 stage,
                 chat,
                 contact_id,
@@ -157,7 +160,7 @@ class Customer:
                 Type=["CONNECTION_CREDENTIALS"],
                 ConnectParticipant=True,
             )
-            if connection.outcome == "ok":
+            if connection.outcome == OK:
                 live.connection_token = connection.response["ConnectionCredentials"]["ConnectionToken"]
         del participant_token
         if live.connection_token:
@@ -165,7 +168,7 @@ class Customer:
                 if ending.wait(life.message_interval_s):
                     break
                 self.call(
-                    "SendMessage",
+                    SEND_MESSAGE,
                     stage,
                     chat,
                     contact_id,
@@ -190,12 +193,12 @@ class Customer:
                 self.sleep(END_PAUSE_S * attempt * (0.5 + self.rng.random()))
             if use_disconnect:
                 call = self.call(
-                    "DisconnectParticipant", live.stage, live.chat, live.contact_id,
+                    DISCONNECT, live.stage, live.chat, live.contact_id,
                     ConnectionToken=live.connection_token,
                 )  # fmt: skip
             else:
                 call = self.call(
-                    "StopContact", live.stage, live.chat, live.contact_id,
+                    STOP_CONTACT, live.stage, live.chat, live.contact_id,
                     InstanceId=self.instance_id, ContactId=live.contact_id,
                 )  # fmt: skip
             result = end_result(call.operation, call.http_status, call.error_code)
@@ -207,8 +210,6 @@ class Customer:
                 return True
             if result != RETRY:
                 return False
-            if call.operation == "DisconnectParticipant" and call.outcome != "ok" and not call.outcome.startswith(
-                "throttled"
-            ):
+            if call.operation == DISCONNECT and call.outcome != OK and not call.outcome.startswith("throttled"):
                 use_disconnect = False  # the connection is gone: end the contact itself
         return False

@@ -17,27 +17,16 @@ from __future__ import annotations
 
 from botocore import exceptions as bce
 
-OK = "ok"
-THROTTLED_TPS = "throttled_tps"
-THROTTLED_CONCURRENCY = "throttled_concurrency"
-THROTTLED_UNKNOWN = "throttled_unknown"
-CLIENT_ERROR = "client_error"
-SERVER_ERROR = "server_error"
-TIMEOUT = "timeout"
-CONNECTION_ERROR = "connection_error"
-DROPPED = "dropped"
-
-CALL_OUTCOMES = (
-    OK,
-    THROTTLED_TPS,
-    THROTTLED_CONCURRENCY,
-    THROTTLED_UNKNOWN,
+from chatload.contracts import (
     CLIENT_ERROR,
-    SERVER_ERROR,
-    TIMEOUT,
     CONNECTION_ERROR,
+    OK,
+    SERVER_ERROR,
+    THROTTLED_CONCURRENCY,
+    THROTTLED_TPS,
+    THROTTLED_UNKNOWN,
+    TIMEOUT,
 )
-OUTCOMES = (*CALL_OUTCOMES, DROPPED)
 
 # 429 error codes with a known meaning; any other code on a 429 is throttled_unknown.
 _THROTTLE_CODES = {
@@ -76,6 +65,7 @@ def classify_error(exc: Exception) -> tuple[str, int, str]:
         return CONNECTION_ERROR, 0, type(exc).__name__
     # the SDK refused before sending (ParamValidationError, NoCredentialsError, ...): our side's error
     return CLIENT_ERROR, 0, type(exc).__name__
+
 
 class CallFailed(Exception):
     """What Locust is told when a call did not succeed: only the outcome and the error code.

@@ -35,7 +35,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from harness.scenario_model import Stage
+from chatload.harness.scenario.model import Stage
 
 # Tolerance for float sums: an arrival whose count is within EPS of the schedule's total still exists.
 EPS = 1e-9

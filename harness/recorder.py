@@ -20,24 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# The attempts contract (architecture.md section 3) in order, then our extra columns.
-CONTRACT_COLUMNS = (
-    "t_intended",
-    "t_start",
-    "latency_ms",
-    "operation",
-    "outcome",
-    "http_status",
-    "error_code",
-    "attempts",
-    "stage",
-    "worker",
-    "chat",
-    "contact_id",
-)
-COLUMNS = (*CONTRACT_COLUMNS, "first_outcome", "start_lag_ms")
-FLOAT_COLUMNS = ("t_intended", "t_start", "latency_ms", "start_lag_ms")
-INT_COLUMNS = ("http_status", "attempts")
+from chatload.contracts import ATTEMPTS_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS
 
 FLUSH_INTERVAL_S = 0.5
 
@@ -137,7 +120,7 @@ class Recorder:
             self.folder.mkdir(parents=True, exist_ok=True)
             fresh = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
             self._file = open(self.csv_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
-            self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
+            self._writer = csv.DictWriter(self._file, fieldnames=ATTEMPTS_COLUMNS, extrasaction="ignore")
             if fresh:
                 self._writer.writeheader()
         if rows:
@@ -170,7 +153,7 @@ def compact_to_parquet(csv_path: Path, parquet_path: Path) -> None:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    types = {c: pa.string() for c in COLUMNS}
+    types = {c: pa.string() for c in ATTEMPTS_COLUMNS}
     types.update({c: pa.float64() for c in FLOAT_COLUMNS})
     types.update({c: pa.int64() for c in INT_COLUMNS})
     table = pacsv.read_csv(

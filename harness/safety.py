@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import scenario_model
+from chatload.contracts import DROPPED, UNEXPECTED_OUTCOMES
+from chatload.harness.scenario import model as scenario_model
 
 # Safe defaults for target kind "aws" (docs/real-instance.md): the stricter of ours and those the
 # scenario loader fills into [safety] for kind = "aws" files (harness.scenario_model), so a scenario
@@ -34,8 +35,8 @@ _LOADER_DEFAULTS = {
     "max_error_share": scenario_model.AWS_DEFAULT_MAX_ERROR_SHARE,
 }
 
-UNEXPECTED_OUTCOMES = frozenset({"client_error", "server_error", "timeout", "connection_error", "throttled_unknown"})
-NOT_A_CALL = frozenset({"dropped"})
+UNEXPECTED = frozenset(UNEXPECTED_OUTCOMES)
+NOT_A_CALL = frozenset({DROPPED})
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,12 @@ class KillSwitch:
             return self._reason
         self._latest = max(self._latest, t)
         self._calls.append((t, outcome))
-        if outcome in UNEXPECTED_OUTCOMES:
+        if outcome in UNEXPECTED:
             self._errors[outcome] += 1
         horizon = self._latest - self.window_s
         while self._calls and self._calls[0][0] <= horizon:
             _, old = self._calls.popleft()
-            if old in UNEXPECTED_OUTCOMES:
+            if old in UNEXPECTED:
                 self._errors[old] -= 1
         if self._reason is None:
             self._check()

@@ -12,26 +12,55 @@ import pandas as pd
 import pytest
 
 COLUMNS = [
-    "t_intended", "t_start", "latency_ms", "operation", "outcome", "http_status", "error_code",
-    "attempts", "stage", "worker", "chat", "contact_id", "first_outcome",
+    "t_intended",
+    "t_start",
+    "latency_ms",
+    "operation",
+    "outcome",
+    "http_status",
+    "error_code",
+    "attempts",
+    "stage",
+    "worker",
+    "chat",
+    "contact_id",
+    "first_outcome",
 ]
 STATUS = {"ok": 200, "throttled_tps": 429, "throttled_concurrency": 429, "client_error": 400, "dropped": 0}
-CODES = {"throttled_tps": "TooManyRequestsException", "throttled_concurrency": "LimitExceededException",
-         "client_error": "InvalidRequestException"}
+CODES = {
+    "throttled_tps": "TooManyRequestsException",
+    "throttled_concurrency": "LimitExceededException",
+    "client_error": "InvalidRequestException",
+}
 
 
 def row(
-    t_start: float, operation: str, outcome: str, latency_ms: float = math.nan, *,
-    t_intended: float = math.nan, stage: str = "", worker: str = "w1", chat: str = "",
-    attempts: int | None = None, first_outcome: str | None = None, t0: float = 1000.0,
+    t_start: float,
+    operation: str,
+    outcome: str,
+    latency_ms: float = math.nan,
+    *,
+    t_intended: float = math.nan,
+    stage: str = "",
+    worker: str = "w1",
+    chat: str = "",
+    attempts: int | None = None,
+    first_outcome: str | None = None,
+    t0: float = 1000.0,
 ) -> dict[str, Any]:
     """An attempts row; times are given relative to t0 (meta started_at)."""
     return {
-        "t_intended": t0 + t_intended, "t_start": t0 + t_start,
+        "t_intended": t0 + t_intended,
+        "t_start": t0 + t_start,
         "latency_ms": math.nan if outcome == "dropped" else latency_ms,
-        "operation": operation, "outcome": outcome, "http_status": STATUS.get(outcome, 500),
-        "error_code": CODES.get(outcome, ""), "attempts": 0 if outcome == "dropped" else (attempts or 1),
-        "stage": stage, "worker": worker, "chat": chat,
+        "operation": operation,
+        "outcome": outcome,
+        "http_status": STATUS.get(outcome, 500),
+        "error_code": CODES.get(outcome, ""),
+        "attempts": 0 if outcome == "dropped" else (attempts or 1),
+        "stage": stage,
+        "worker": worker,
+        "chat": chat,
         "contact_id": f"contact-{chat}" if outcome == "ok" and operation == "StartChatContact" else "",
         "first_outcome": first_outcome or outcome,
     }
@@ -39,15 +68,26 @@ def row(
 
 def meta(**overrides: Any) -> dict[str, Any]:
     base = {
-        "run_id": "20260101T000000Z-test-abcd", "started_at": 999.0, "schedule_started_at": 1000.0,
+        "run_id": "20260101T000000Z-test-abcd",
+        "started_at": 999.0,
+        "schedule_started_at": 1000.0,
         "ended_at": 1010.0,
-        "scenario": {"name": "test", "stages": [{"name": "only", "duration_s": 10, "target_rate": 1}],
-                     "thresholds": {"max_dropped_share": 0.01}},
-        "target": "emulator", "endpoint": "http://127.0.0.1:1", "region": "us-east-1", "instance": "i-1",
+        "scenario": {
+            "name": "test",
+            "stages": [{"name": "only", "duration_s": 10, "target_rate": 1}],
+            "thresholds": {"max_dropped_share": 0.01},
+        },
+        "target": "emulator",
+        "endpoint": "http://127.0.0.1:1",
+        "region": "us-east-1",
+        "instance": "i-1",
         "retry": {"mode": "off", "max_attempts": 1},
         "quotas": {"source": "emulator", "StartChatContact": {"rate": 5, "burst": 8}, "concurrent_chats": 500},
-        "workers": ["w1"], "lost_workers": [], "clean_up": {"ended": 0, "still_active": 0, "not_ended": []},
-        "interrupted": False, "ended_early": None,
+        "workers": ["w1"],
+        "lost_workers": [],
+        "clean_up": {"ended": 0, "still_active": 0, "not_ended": []},
+        "interrupted": False,
+        "ended_early": None,
     }
     base.update(overrides)
     return base

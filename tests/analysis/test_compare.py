@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from analysis.compare import main
+from chatload.analysis.compare import main
 
 SCC = "StartChatContact"
 
@@ -12,12 +12,23 @@ SCC = "StartChatContact"
 def _run(make_run, attempt_row, accepted_every: int, run_id: str):
     # 20 arrivals at 4/s over 5 s; every `accepted_every`-th is ok, the rest TPS-throttled
     rows = [
-        attempt_row(0.25 * i, SCC, "ok" if i % accepted_every == 0 else "throttled_tps", 10,
-                    t_intended=0.25 * i, stage="only", chat=f"c{i}")
+        attempt_row(
+            0.25 * i,
+            SCC,
+            "ok" if i % accepted_every == 0 else "throttled_tps",
+            10,
+            t_intended=0.25 * i,
+            stage="only",
+            chat=f"c{i}",
+        )
         for i in range(20)
     ]
-    return make_run({"w1": rows}, run_id=run_id, ended_at=1005.0,
-                    scenario={"name": "cmp", "stages": [{"name": "only", "duration_s": 5, "target_rate": 4}]})
+    return make_run(
+        {"w1": rows},
+        run_id=run_id,
+        ended_at=1005.0,
+        scenario={"name": "cmp", "stages": [{"name": "only", "duration_s": 5, "target_rate": 4}]},
+    )
 
 
 def test_compare_before_and_after(make_run, attempt_row, capsys):

@@ -6,8 +6,8 @@ from fractions import Fraction
 
 import pytest
 
-from analysis import plots
-from analysis.pipeline import analyze
+from chatload.analysis import plots
+from chatload.analysis.pipeline import analyze
 
 SCC = "StartChatContact"
 
@@ -32,12 +32,15 @@ def burst_run(make_run, r, quota_rate: int | None):
     low = [("low", Fraction(1, 4) + Fraction(k, 2)) for k in range(10)]
     high = [("high", 5 + Fraction(k, 6)) for k in range(60)]
     outcomes = bucket_outcomes([t for _, t in low + high], rate=5, burst=8)
-    rows = [r(float(t), SCC, o, 10, t_intended=float(t), stage=s, chat=f"c{i}")
-            for i, ((s, t), o) in enumerate(zip(low + high, outcomes, strict=True))]
+    rows = [
+        r(float(t), SCC, o, 10, t_intended=float(t), stage=s, chat=f"c{i}")
+        for i, ((s, t), o) in enumerate(zip(low + high, outcomes, strict=True))
+    ]
     quota = {"source": "emulator", "StartChatContact": {"burst": 8, **({"rate": quota_rate} if quota_rate else {})}}
     stages = [{"name": "low", "duration_s": 5, "target_rate": 2}, {"name": "high", "duration_s": 10, "target_rate": 6}]
-    return make_run({"w1": rows}, ended_at=1015.0, quotas=quota,
-                    scenario={"name": "burst", "stages": stages, "thresholds": {}}), outcomes
+    return make_run(
+        {"w1": rows}, ended_at=1015.0, quotas=quota, scenario={"name": "burst", "stages": stages, "thresholds": {}}
+    ), outcomes
 
 
 def test_burst_of_a_full_bucket_hit_above_its_rate(make_run, attempt_row):
@@ -68,8 +71,9 @@ def test_outage_is_a_finding_a_note_and_a_band_in_the_plots(make_run, attempt_ro
     r = attempt_row
     rows = [r(float(t), SCC, "ok", 10, t_intended=float(t), stage="only", chat=f"a{t}") for t in range(4)]
     # unreachable: StartChatContact at 4.0, 4.5, ..., 7.5 (8 calls, 2 ms each) and one disconnect at 6.2
-    rows += [r(4 + 0.5 * k, SCC, "connection_error", 2, t_intended=4 + 0.5 * k, stage="only", chat=f"b{k}")
-             for k in range(8)]
+    rows += [
+        r(4 + 0.5 * k, SCC, "connection_error", 2, t_intended=4 + 0.5 * k, stage="only", chat=f"b{k}") for k in range(8)
+    ]
     rows += [r(6.2, "DisconnectParticipant", "connection_error", 2, stage="only", chat="a1")]
     rows += [r(float(t), SCC, "ok", 10, t_intended=float(t), stage="only", chat=f"c{t}") for t in range(8, 10)]
     # a lone connection error between answered calls is no outage

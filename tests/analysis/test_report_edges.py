@@ -10,13 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from analysis.report import build_report, main
+from chatload.analysis.report import build_report, main
 
 ROOT = Path(__file__).resolve().parents[2]
 SCC = "StartChatContact"
-OUTPUTS = ("report.html", "report.md", "summary.json", "junit.xml", "tables/per_second.csv",
-           "tables/per_stage.csv", "tables/per_operation.csv", "plots/offered_vs_accepted.png",
-           "plots/outcomes.png", "plots/latency.png", "plots/active_chats.png", "plots/saturation.png")
+OUTPUTS = (
+    "report.html",
+    "report.md",
+    "summary.json",
+    "junit.xml",
+    "tables/per_second.csv",
+    "tables/per_stage.csv",
+    "tables/per_operation.csv",
+    "plots/offered_vs_accepted.png",
+    "plots/outcomes.png",
+    "plots/latency.png",
+    "plots/active_chats.png",
+    "plots/saturation.png",
+)
 
 
 def assert_outputs(run_dir: Path) -> dict:
@@ -45,11 +56,18 @@ def test_run_without_attempts_folder(make_run):
 
 def test_only_throttles(make_run, attempt_row):
     # 10 arrivals at 2/s over 5 s, every one TPS-throttled (5 ms)
-    rows = [attempt_row(0.5 * i, SCC, "throttled_tps", 5, t_intended=0.5 * i, stage="only", chat=f"c{i}")
-            for i in range(10)]
-    run_dir = make_run({"w1": rows}, ended_at=1005.0,
-                       scenario={"name": "t", "stages": [{"name": "only", "duration_s": 5, "target_rate": 2}],
-                                 "thresholds": {"max_p95_ms": 100}})
+    rows = [
+        attempt_row(0.5 * i, SCC, "throttled_tps", 5, t_intended=0.5 * i, stage="only", chat=f"c{i}") for i in range(10)
+    ]
+    run_dir = make_run(
+        {"w1": rows},
+        ended_at=1005.0,
+        scenario={
+            "name": "t",
+            "stages": [{"name": "only", "duration_s": 5, "target_rate": 2}],
+            "thresholds": {"max_p95_ms": 100},
+        },
+    )
     assert main([str(run_dir)]) == 1  # valid run; p95 of ok calls has nothing to measure -> fails
     summary = assert_outputs(run_dir)
     assert summary["valid"] is True
@@ -65,8 +83,18 @@ def test_only_throttles(make_run, attempt_row):
 
 def test_dropped_arrivals_make_the_run_invalid(make_run, attempt_row):
     # 10 arrivals, 3 dropped: 0.3 > max_dropped_share 0.01
-    rows = [attempt_row(0.5 * i + 0.01, SCC, "dropped" if i % 3 == 0 and i else "ok", 20,
-                        t_intended=0.5 * i, stage="only", chat=f"c{i}") for i in range(10)]
+    rows = [
+        attempt_row(
+            0.5 * i + 0.01,
+            SCC,
+            "dropped" if i % 3 == 0 and i else "ok",
+            20,
+            t_intended=0.5 * i,
+            stage="only",
+            chat=f"c{i}",
+        )
+        for i in range(10)
+    ]
     run_dir = make_run({"w1": rows})
     assert main([str(run_dir)]) == 2
     summary = assert_outputs(run_dir)
@@ -78,8 +106,7 @@ def test_dropped_arrivals_make_the_run_invalid(make_run, attempt_row):
 
 
 def test_cut_short_with_truncated_csv_line(make_run, attempt_row):
-    rows = [attempt_row(float(i), SCC, "ok", 10, t_intended=float(i), stage="only", chat=f"c{i}")
-            for i in range(4)]
+    rows = [attempt_row(float(i), SCC, "ok", 10, t_intended=float(i), stage="only", chat=f"c{i}") for i in range(4)]
     run_dir = make_run({"w1": rows}, ended_at=None)
     path = run_dir / "attempts" / "w1.csv"
     path.write_text(path.read_text() + "1004.0,1004.0,10.0,StartChat")  # killed mid-line
@@ -95,10 +122,13 @@ def test_cut_short_with_truncated_csv_line(make_run, attempt_row):
 
 
 def test_lost_worker_and_contacts_not_ended_are_shown(make_run, attempt_row):
-    rows = [attempt_row(float(i), SCC, "ok", 10, t_intended=float(i), stage="only", chat=f"c{i}")
-            for i in range(5)]
-    run_dir = make_run({"w1": rows}, workers=["w1", "w2"], lost_workers=[{"worker": "w2", "at": 1003.0}],
-                       clean_up={"ended": 3, "still_active": 2, "not_ended": ["contact-c3", "contact-c4"]})
+    rows = [attempt_row(float(i), SCC, "ok", 10, t_intended=float(i), stage="only", chat=f"c{i}") for i in range(5)]
+    run_dir = make_run(
+        {"w1": rows},
+        workers=["w1", "w2"],
+        lost_workers=[{"worker": "w2", "at": 1003.0}],
+        clean_up={"ended": 3, "still_active": 2, "not_ended": ["contact-c3", "contact-c4"]},
+    )
     assert main([str(run_dir)]) == 0
     summary = assert_outputs(run_dir)
     assert summary["lost_workers"] == [{"worker": "w2", "at": 1003.0}]
@@ -109,10 +139,12 @@ def test_lost_worker_and_contacts_not_ended_are_shown(make_run, attempt_row):
 
 
 def test_parquet_wins_over_csv_of_the_same_stem(make_run, attempt_row, tmp_path):
-    from_parquet = [attempt_row(float(i), SCC, "ok", 10, t_intended=float(i), stage="only", chat=f"a{i}")
-                    for i in range(3)]
-    stale_csv = [attempt_row(float(i), SCC, "ok", 10, t_intended=float(i), stage="only", chat=f"x{i}")
-                 for i in range(7)]
+    from_parquet = [
+        attempt_row(float(i), SCC, "ok", 10, t_intended=float(i), stage="only", chat=f"a{i}") for i in range(3)
+    ]
+    stale_csv = [
+        attempt_row(float(i), SCC, "ok", 10, t_intended=float(i), stage="only", chat=f"x{i}") for i in range(7)
+    ]
     other_csv = [attempt_row(0.5, SCC, "throttled_tps", 5, t_intended=0.5, stage="only", worker="w2", chat="b0")]
     run_dir = make_run({"w1": from_parquet}, kind="parquet")
     conftest_rows = {"w1": stale_csv, "w2": other_csv}
@@ -181,8 +213,8 @@ def test_command_line_never_imports_gevent_or_locust(make_run, attempt_row):
     run_dir = make_run({"w1": rows})
     code = (
         "import sys\n"
-        "from analysis.report import main\n"
-        "from analysis.compare import main as compare\n"
+        "from chatload.analysis.report import main\n"
+        "from chatload.analysis.compare import main as compare\n"
         f"rc = main([{str(run_dir)!r}])\n"
         f"rc2 = compare([{str(run_dir)!r}, {str(run_dir)!r}])\n"
         "bad = [m for m in ('gevent', 'locust', 'boto3') if m in sys.modules]\n"
@@ -190,8 +222,13 @@ def test_command_line_never_imports_gevent_or_locust(make_run, attempt_row):
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip().splitlines()[-1] == "0 0 []", proc.stderr
-    missing = subprocess.run([sys.executable, "-m", "analysis.report", str(run_dir / "nope")], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "chatload.analysis.report", str(run_dir / "nope")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().count("\n") == 0
 

@@ -34,8 +34,8 @@ import math
 import pandas as pd
 import pytest
 
-from analysis.pipeline import analyze
-from analysis.report import main
+from chatload.analysis.pipeline import analyze
+from chatload.analysis.report import main
 
 W1 = {"c1", "c2", "c3", "c4"}
 SCC, DISC, STOP, CPC = "StartChatContact", "DisconnectParticipant", "StopContact", "CreateParticipantConnection"
@@ -54,8 +54,7 @@ def hand_run(make_run, attempt_row):
         r(2.6, SCC, "throttled_concurrency", 5, t_intended=2.6, stage="high", chat="c7"),
         r(2.85, SCC, "ok", 40, t_intended=2.8, stage="high", chat="c8"),
         r(3.1, SCC, "throttled_tps", 5, t_intended=3.1, stage="high", chat="c9"),
-        r(3.3, SCC, "ok", 20, t_intended=3.3, stage="high", chat="c10", attempts=2,
-          first_outcome="throttled_tps"),
+        r(3.3, SCC, "ok", 20, t_intended=3.3, stage="high", chat="c10", attempts=2, first_outcome="throttled_tps"),
         r(3.6, SCC, "dropped", t_intended=3.55, stage="high", chat="c11"),
         r(3.8, SCC, "client_error", 15, t_intended=3.8, stage="high", chat="c12"),
         r(0.5, CPC, "ok", 50, stage="low", chat="c1"),
@@ -75,8 +74,12 @@ def hand_run(make_run, attempt_row):
                 {"name": "low", "duration_s": 2, "target_rate": 2},
                 {"name": "high", "duration_s": 2, "target_rate": 4},
             ],
-            "thresholds": {"max_p95_ms": 100, "min_success_share": 0.5, "max_dropped_share": 0.2,
-                           "max_outcome_share": {"throttled_tps": 0.1}},
+            "thresholds": {
+                "max_p95_ms": 100,
+                "min_success_share": 0.5,
+                "max_dropped_share": 0.2,
+                "max_outcome_share": {"throttled_tps": 0.1},
+            },
         },
         quotas={"source": "emulator", "StartChatContact": {"rate": 2, "burst": 3}, "concurrent_chats": 3},
     )
@@ -189,8 +192,20 @@ def test_summary_thresholds_and_exit_code(hand_run, capsys):
     assert lines[4].split() == ["high", "4.00", "4.00", "1.50", "42.9", "28.6", "14.3", "14.3", "1"]
     assert "max_outcome_share.throttled_tps 0.1818 <= 0.1 FAIL" in out and len(lines) <= 10
     summary = json.loads((hand_run / "summary.json").read_text())
-    for key in ("run_id", "scenario", "target", "valid", "invalid_reasons", "duration_s", "calls", "arrivals",
-                "stages", "findings", "thresholds", "passed"):
+    for key in (
+        "run_id",
+        "scenario",
+        "target",
+        "valid",
+        "invalid_reasons",
+        "duration_s",
+        "calls",
+        "arrivals",
+        "stages",
+        "findings",
+        "thresholds",
+        "passed",
+    ):
         assert key in summary
     assert summary["valid"] is True and summary["passed"] is False
     assert summary["duration_s"] == pytest.approx(4.5)
@@ -207,8 +222,16 @@ def test_summary_thresholds_and_exit_code(hand_run, capsys):
     assert high["name"] == "high" and high["tps_throttle_pct"] == pytest.approx(200 / 7)
     assert high["p95_ms"] == pytest.approx(38)
     # outputs
-    for name in ("report.html", "report.md", "junit.xml", "tables/per_second.csv", "tables/per_stage.parquet",
-                 "tables/chats.parquet", "plots/saturation.png", "plots/active_chats.png"):
+    for name in (
+        "report.html",
+        "report.md",
+        "junit.xml",
+        "tables/per_second.csv",
+        "tables/per_stage.parquet",
+        "tables/chats.parquet",
+        "plots/saturation.png",
+        "plots/active_chats.png",
+    ):
         assert (hand_run / name).is_file(), name
     per_second = pd.read_parquet(hand_run / "tables" / "per_second.parquet")
     assert per_second["offered"].tolist() == [2, 2, 4, 4, 0]
@@ -239,7 +262,8 @@ def test_error_breakdown(hand_run):
         [DISC, "throttled_tps", 429, "TooManyRequestsException", 1],
     ]
     assert errors["share_of_operation"].tolist() == pytest.approx([2 / 11, 1 / 11, 1 / 11, 1 / 3])
-    assert "| StartChatContact | throttled_concurrency | 429 | LimitExceededException | 1 |" in (
-        hand_run / "report.md"
-    ).read_text()
+    assert (
+        "| StartChatContact | throttled_concurrency | 429 | LimitExceededException | 1 |"
+        in (hand_run / "report.md").read_text()
+    )
     assert "InvalidRequestException" in (hand_run / "report.html").read_text()

@@ -13,8 +13,8 @@ import math
 
 import pytest
 
-from analysis.pipeline import analyze
-from analysis.report import main
+from chatload.analysis.pipeline import analyze
+from chatload.analysis.report import main
 
 SCC = "StartChatContact"
 STAGES = [{"name": "a", "duration_s": 5, "target_rate": 2}, {"name": "b", "duration_s": 5, "target_rate": 4}]
@@ -26,8 +26,12 @@ def arrivals(r, until: float = math.inf) -> list[dict]:
 
 
 def build(make_run, r, until: float = math.inf, **overrides):
-    base = {"started_at": 990.0, "schedule_started_at": 1000.0, "ended_at": 1011.0,
-            "scenario": {"name": "window", "stages": STAGES, "thresholds": {}}}
+    base = {
+        "started_at": 990.0,
+        "schedule_started_at": 1000.0,
+        "ended_at": 1011.0,
+        "scenario": {"name": "window", "stages": STAGES, "thresholds": {}},
+    }
     return make_run({"w1": arrivals(r, until)}, **{**base, **overrides})
 
 
@@ -43,8 +47,13 @@ def test_rates_use_the_schedule_window_not_started_at(make_run, attempt_row, cap
     assert result.per_second["offered"].tolist() == [2] * 5 + [4] * 5 + [0]
     schedule = result.summary["schedule"]
     # 30 arrivals over the 10 s schedule
-    assert schedule == {"started_at": 1000.0, "source": "schedule_started_at", "duration_s": 10.0,
-                        "offered_rate": 3.0, "accepted_rate": 3.0}
+    assert schedule == {
+        "started_at": 1000.0,
+        "source": "schedule_started_at",
+        "duration_s": 10.0,
+        "offered_rate": 3.0,
+        "accepted_rate": 3.0,
+    }
     assert result.summary["started_at"] == 990.0 and result.summary["duration_s"] == 11.0
     assert main([str(run_dir)]) == 0
     assert "offered 3.00/s, accepted 3.00/s over the 10.0 s schedule" in capsys.readouterr().out

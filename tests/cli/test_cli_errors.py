@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.processes import free_port
+from chatload.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def chatload(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "chatload", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -34,7 +34,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
     assert lines, result.stderr
     for needle in needles:
         assert needle in result.stderr, (needle, result.stderr)
-
 
 
 def test_help_for_every_command() -> None:
@@ -122,7 +121,7 @@ def test_real_instance_without_credentials(tmp_path: Path) -> None:
         HOME=str(tmp_path),
     )
     result = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "ci-smoke", "--target", "aws", "--region", "eu-west-2",
+        [sys.executable, "-m", "chatload", "run", "ci-smoke", "--target", "aws", "--region", "eu-west-2",
          "--instance-id", "11111111-0000-4000-8000-000000000000",
          "--contact-flow-id", "22222222-0000-4000-8000-000000000000",
          "--confirm-real-instance", "--out", str(tmp_path)],

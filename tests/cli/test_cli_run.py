@@ -38,12 +38,19 @@ SCENARIO = """\
 
 
 def chatload(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
-    """`python -m harness.cli ARGS`; on a timeout it gets SIGTERM (it stops its Locust and emulator),
+    """`python -m chatload ARGS`; on a timeout it gets SIGTERM (it stops its Locust and emulator),
     then SIGKILL."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatload", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -68,8 +75,17 @@ def check_run_folder(out: Path, done: subprocess.CompletedProcess) -> Path:
     assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
     assert "Traceback" not in done.stdout + done.stderr, done.stderr[-3000:]
     (run,) = [p for p in out.iterdir() if p.is_dir()]
-    for name in ("meta.json", "summary.json", "report.html", "report.md", "junit.xml", "locust.html",
-                 "locust_stats.csv", "locust_stats_history.csv", "tables/per_second.csv"):
+    for name in (
+        "meta.json",
+        "summary.json",
+        "report.html",
+        "report.md",
+        "junit.xml",
+        "locust.html",
+        "locust_stats.csv",
+        "locust_stats_history.csv",
+        "tables/per_second.csv",
+    ):
         assert (run / name).is_file(), (name, sorted(p.name for p in run.iterdir()))
     assert list((run / "attempts").glob("*.parquet")) and not list((run / "attempts").glob("*.csv"))
     meta = json.loads((run / "meta.json").read_text())
@@ -92,8 +108,9 @@ def test_run_a_scenario_file_then_an_adhoc_run_then_compare_them(tmp_path):
     assert messages["ok"] == messages["total"] >= 6, messages
     assert {t["name"] for t in summary["thresholds"]} >= {"max_p95_ms", "min_success_share"}
 
-    second = check_run_folder(tmp_path / "b", chatload("run", "--rate", "3", "--duration", "5s", "--hold", "1s",
-                                                       "--out", str(tmp_path / "b")))
+    second = check_run_folder(
+        tmp_path / "b", chatload("run", "--rate", "3", "--duration", "5s", "--hold", "1s", "--out", str(tmp_path / "b"))
+    )
     meta = json.loads((second / "meta.json").read_text())
     assert [(s["duration_s"], s["target_rate"]) for s in meta["scenario"]["stages"]] == [(5.0, 3.0)]
     assert json.loads((second / "summary.json").read_text())["calls"]["StartChatContact"]["ok"] == 15

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.processes import free_port
+from chatload.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
 
 
 def get(url: str) -> bytes:
@@ -28,7 +27,7 @@ def get(url: str) -> bytes:
 def test_ui_serves_the_throttling_figures_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "ui", "ci-smoke", "--web-port", str(port), "--out", str(tmp_path)],
+        [sys.executable, "-m", "chatload", "ui", "ci-smoke", "--web-port", str(port), "--out", str(tmp_path)],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip

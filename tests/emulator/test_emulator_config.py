@@ -2,9 +2,9 @@
 
 import pytest
 
-from emulator.config import ConfigError, EmulatorConfig, Rate, config_to_dict, load_config, merge_config
-from emulator.defaults import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
-from emulator.testing import to_toml
+from chatload.contracts import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
+from chatload.emulator.config import ConfigError, EmulatorConfig, Rate, config_to_dict, load_config, merge_config
+from chatload.emulator_control import to_toml
 
 
 def test_built_in_default_is_one_instance_with_aws_quotas():
@@ -61,20 +61,23 @@ def test_round_trip_through_dict_and_toml(tmp_path):
     assert load_config(path) == config
 
 
-@pytest.mark.parametrize(("text", "where"), [
-    ("[emulator]\ntime_scale = 0\n", "emulator.time_scale"),
-    ("[emulator]\ntime_scale = 'fast'\n", "emulator.time_scale"),
-    ("[emulator]\nretention_s = -1\n", "emulator.retention_s"),
-    ("[emulator]\ncolour = 'red'\n", "emulator.colour"),
-    ("[rates]\nStartChatContact = { rate = 5, burst = 'x' }\n", "rates.StartChatContact.burst"),
-    ("[rates]\nStartChatContact = { rate = 5, bust = 8 }\n", "rates.StartChatContact.bust"),
-    ("[rates]\nNewOp = { rate = 5 }\n", "rates.NewOp"),
-    ("[[instances]]\nconcurrent_chats = 5\n", "instances[0].id"),
-    ("[[instances]]\nid = 'a'\nconcurrent_chats = -5\n", "instances[0].concurrent_chats"),
-    ("[[instances]]\nid = 'a'\ncontact_flows = 'f'\n", "instances[0].contact_flows"),
-    ("[limits]\nx = 1\n", "limits"),
-    ("[emulator\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("[emulator]\ntime_scale = 0\n", "emulator.time_scale"),
+        ("[emulator]\ntime_scale = 'fast'\n", "emulator.time_scale"),
+        ("[emulator]\nretention_s = -1\n", "emulator.retention_s"),
+        ("[emulator]\ncolour = 'red'\n", "emulator.colour"),
+        ("[rates]\nStartChatContact = { rate = 5, burst = 'x' }\n", "rates.StartChatContact.burst"),
+        ("[rates]\nStartChatContact = { rate = 5, bust = 8 }\n", "rates.StartChatContact.bust"),
+        ("[rates]\nNewOp = { rate = 5 }\n", "rates.NewOp"),
+        ("[[instances]]\nconcurrent_chats = 5\n", "instances[0].id"),
+        ("[[instances]]\nid = 'a'\nconcurrent_chats = -5\n", "instances[0].concurrent_chats"),
+        ("[[instances]]\nid = 'a'\ncontact_flows = 'f'\n", "instances[0].contact_flows"),
+        ("[limits]\nx = 1\n", "limits"),
+        ("[emulator\n", "not valid TOML"),
+    ],
+)
 def test_bad_files_give_one_line_naming_file_and_key(tmp_path, text, where):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -91,11 +94,14 @@ def test_missing_file(tmp_path):
 
 def test_merge_instances_by_id_and_rates_key_by_key():
     config = EmulatorConfig()
-    merged = merge_config(config, {
-        "instances": [{"id": DEFAULT_INSTANCE_ID, "concurrent_chats": 1000}, {"id": "second"}],
-        "rates": {"StartChatContact": {"rate": 20}},
-        "emulator": {"time_scale": 10},
-    })
+    merged = merge_config(
+        config,
+        {
+            "instances": [{"id": DEFAULT_INSTANCE_ID, "concurrent_chats": 1000}, {"id": "second"}],
+            "rates": {"StartChatContact": {"rate": 20}},
+            "emulator": {"time_scale": 10},
+        },
+    )
     assert merged.instances[DEFAULT_INSTANCE_ID].concurrent_chats == 1000
     assert merged.instances[DEFAULT_INSTANCE_ID].contact_flows == (DEFAULT_CONTACT_FLOW_ID,)
     assert merged.instances["second"].concurrent_chats == 500

@@ -4,12 +4,52 @@ import http.client
 import json
 import time
 
+import boto3
+import botocore
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from emulator.defaults import DEFAULT_CONTACT_FLOW_ID as FLOW
-from emulator.defaults import DEFAULT_INSTANCE_ID as INSTANCE
-from emulator.testing import connect_client, participant_client, running_emulator
+from chatload.contracts import DEFAULT_CONTACT_FLOW_ID as FLOW
+from chatload.contracts import DEFAULT_INSTANCE_ID as INSTANCE
+from chatload.emulator_control import ConfigRejected, running_emulator
+
+
+def connect_client(
+    url: str,
+    *,
+    max_attempts: int = 1,
+    retry_mode: str = "standard",
+    access_key: str = "AKIDCHATLOAD",
+    region: str = "us-east-1",
+    **config,
+):
+    """A boto3 `connect` client for the emulator at `url` (retries pinned; dummy credentials)."""
+    return boto3.client(
+        "connect",
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id=access_key,
+        aws_secret_access_key="chatload",
+        config=Config(retries={"mode": retry_mode, "total_max_attempts": max_attempts}, **config),
+    )
+
+
+def participant_client(
+    url: str, *, max_attempts: int = 1, retry_mode: str = "standard", region: str = "us-east-1", **config
+):
+    """A boto3 `connectparticipant` client for the emulator at `url` (unsigned: bearer tokens only)."""
+    return boto3.client(
+        "connectparticipant",
+        endpoint_url=url,
+        region_name=region,
+        config=Config(
+            signature_version=botocore.UNSIGNED,
+            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+            **config,
+        ),
+    )
+
 
 pytestmark = pytest.mark.e2e
 
@@ -17,8 +57,9 @@ ROOMY = {"rates": {"StartChatContact": {"rate": 1000, "burst": 1000}}}
 
 
 def start(client, **extra):
-    return client.start_chat_contact(InstanceId=INSTANCE, ContactFlowId=FLOW,
-                                     ParticipantDetails={"DisplayName": "Ann"}, **extra)
+    return client.start_chat_contact(
+        InstanceId=INSTANCE, ContactFlowId=FLOW, ParticipantDetails={"DisplayName": "Ann"}, **extra
+    )
 
 
 def error_of(call, *args, **kwargs):
@@ -53,8 +94,9 @@ def test_a_whole_chat_with_boto3(fresh):
     chat = start(connect, InitialMessage={"ContentType": "text/plain", "Content": "hello"})
     assert {"ContactId", "ParticipantId", "ParticipantToken"} <= set(chat)
     assert chat["ResponseMetadata"]["HTTPStatusCode"] == 200
-    joined = participant.create_participant_connection(ParticipantToken=chat["ParticipantToken"],
-                                                       Type=["WEBSOCKET", "CONNECTION_CREDENTIALS"])
+    joined = participant.create_participant_connection(
+        ParticipantToken=chat["ParticipantToken"], Type=["WEBSOCKET", "CONNECTION_CREDENTIALS"]
+    )
     token = joined["ConnectionCredentials"]["ConnectionToken"]
     assert joined["Websocket"]["Url"].startswith("wss://")
     sent = participant.send_message(ConnectionToken=token, ContentType="text/plain", Content="how are you")
@@ -67,8 +109,14 @@ def test_a_whole_chat_with_boto3(fresh):
     state = fresh.state()
     assert state["instances"][INSTANCE]["active_chats"] == 0
     assert state["instances"][INSTANCE]["peak_active_chats"] == 1
-    for operation in ("StartChatContact", "CreateParticipantConnection", "SendMessage", "GetTranscript",
-                      "DescribeContact", "DisconnectParticipant"):
+    for operation in (
+        "StartChatContact",
+        "CreateParticipantConnection",
+        "SendMessage",
+        "GetTranscript",
+        "DescribeContact",
+        "DisconnectParticipant",
+    ):
         assert state["operations"][operation]["accepted"] == 1, operation
     assert state["time_scale"] == 1.0
 
@@ -76,27 +124,66 @@ def test_a_whole_chat_with_boto3(fresh):
 def test_every_error_has_code_status_message_and_request_id(fresh):
     connect, participant = connect_client(fresh.url), participant_client(fresh.url)
     cases = [
-        (lambda: start(connect, ChatDurationInMinutes=10081), "InvalidParameterException", 400,
-         "ChatDurationInMinutes"),
+        (
+            lambda: start(connect, ChatDurationInMinutes=10081),
+            "InvalidParameterException",
+            400,
+            "ChatDurationInMinutes",
+        ),
         (lambda: start(connect, Attributes={"bad key": "v"}), "InvalidParameterException", 400, "Attributes"),
-        (lambda: connect.start_chat_contact(InstanceId=INSTANCE, ContactFlowId=FLOW,
-                                            ParticipantDetails={"DisplayName": "x" * 257}),
-         "InvalidParameterException", 400, "DisplayName"),
-        (lambda: start(connect, PersistentChat={"RehydrationType": "FROM_SEGMENT", "SourceContactId": "c"},
-                       RelatedContactId="r"), "InvalidRequestException", 400, "PersistentChat"),
-        (lambda: connect.start_chat_contact(InstanceId="nope", ContactFlowId=FLOW,
-                                            ParticipantDetails={"DisplayName": "x"}),
-         "ResourceNotFoundException", 404, "InstanceId"),
-        (lambda: connect.start_chat_contact(InstanceId=INSTANCE, ContactFlowId="nope",
-                                            ParticipantDetails={"DisplayName": "x"}),
-         "ResourceNotFoundException", 404, "ContactFlowId"),
+        (
+            lambda: connect.start_chat_contact(
+                InstanceId=INSTANCE, ContactFlowId=FLOW, ParticipantDetails={"DisplayName": "x" * 257}
+            ),
+            "InvalidParameterException",
+            400,
+            "DisplayName",
+        ),
+        (
+            lambda: start(
+                connect,
+                PersistentChat={"RehydrationType": "FROM_SEGMENT", "SourceContactId": "c"},
+                RelatedContactId="r",
+            ),
+            "InvalidRequestException",
+            400,
+            "PersistentChat",
+        ),
+        (
+            lambda: connect.start_chat_contact(
+                InstanceId="nope", ContactFlowId=FLOW, ParticipantDetails={"DisplayName": "x"}
+            ),
+            "ResourceNotFoundException",
+            404,
+            "InstanceId",
+        ),
+        (
+            lambda: connect.start_chat_contact(
+                InstanceId=INSTANCE, ContactFlowId="nope", ParticipantDetails={"DisplayName": "x"}
+            ),
+            "ResourceNotFoundException",
+            404,
+            "ContactFlowId",
+        ),
         (lambda: connect.stop_contact(InstanceId=INSTANCE, ContactId="nope"), "ContactNotFoundException", 410, "nope"),
-        (lambda: connect.describe_contact(InstanceId=INSTANCE, ContactId="nope"), "ResourceNotFoundException", 404,
-         "nope"),
-        (lambda: participant.send_message(ConnectionToken="nope", ContentType="text/plain", Content="x"),
-         "AccessDeniedException", 403, "access"),
-        (lambda: participant.create_participant_connection(ParticipantToken="nope", Type=["WEBSOCKET"]),
-         "AccessDeniedException", 403, "access"),
+        (
+            lambda: connect.describe_contact(InstanceId=INSTANCE, ContactId="nope"),
+            "ResourceNotFoundException",
+            404,
+            "nope",
+        ),
+        (
+            lambda: participant.send_message(ConnectionToken="nope", ContentType="text/plain", Content="x"),
+            "AccessDeniedException",
+            403,
+            "access",
+        ),
+        (
+            lambda: participant.create_participant_connection(ParticipantToken="nope", Type=["WEBSOCKET"]),
+            "AccessDeniedException",
+            403,
+            "access",
+        ),
     ]
     for call, code, status, mentioned in cases:
         response = error_of(call)
@@ -118,10 +205,14 @@ def test_every_error_has_code_status_message_and_request_id(fresh):
 
 
 def test_both_429s_are_told_apart(emu):
-    with running_emulator({"rates": {"StartChatContact": {"rate": 0.01, "burst": 3}},
-                           "emulator": {"throttle_message": "Too Many Requests"},
-                           "participant_rates": {"SendMessage": {"rate": 0.01, "burst": 1}},
-                           "instances": [{"id": INSTANCE, "concurrent_chats": 1, "contact_flows": [FLOW]}]}) as e:
+    with running_emulator(
+        {
+            "rates": {"StartChatContact": {"rate": 0.01, "burst": 3}},
+            "emulator": {"throttle_message": "Too Many Requests"},
+            "participant_rates": {"SendMessage": {"rate": 0.01, "burst": 1}},
+            "instances": [{"id": INSTANCE, "concurrent_chats": 1, "contact_flows": [FLOW]}],
+        }
+    ) as e:
         connect, participant = connect_client(e.url), participant_client(e.url)
         chat = start(connect)
         quota = error_of(start, connect)
@@ -136,10 +227,15 @@ def test_both_429s_are_told_apart(emu):
         participant.send_message(ConnectionToken=token, ContentType="text/plain", Content="x")
         throttled = error_of(participant.send_message, ConnectionToken=token, ContentType="text/plain", Content="x")
         assert (throttled["Error"]["Code"], throttled["ResponseMetadata"]["HTTPStatusCode"]) == (
-            "ThrottlingException", 429)
+            "ThrottlingException",
+            429,
+        )
         ops = e.state()["operations"]
-        assert (ops["StartChatContact"]["accepted"], ops["StartChatContact"]["throttled_concurrency"],
-                ops["StartChatContact"]["throttled_tps"]) == (1, 2, 1)
+        assert (
+            ops["StartChatContact"]["accepted"],
+            ops["StartChatContact"]["throttled_concurrency"],
+            ops["StartChatContact"]["throttled_tps"],
+        ) == (1, 2, 1)
         assert ops["SendMessage"]["throttled_tps"] == 1
 
 
@@ -198,8 +294,9 @@ def test_quota_is_released_by_each_way_a_chat_ends():
         assert ended("API") == 1
         # 3. ChatDurationInMinutes running out (a connected chat; 60 emulated minutes pass in ~0.25 s)
         chat = start(connect, ChatDurationInMinutes=60)
-        participant.create_participant_connection(ParticipantToken=chat["ParticipantToken"],
-                                                  Type=["CONNECTION_CREDENTIALS"])
+        participant.create_participant_connection(
+            ParticipantToken=chat["ParticipantToken"], Type=["CONNECTION_CREDENTIALS"]
+        )
         assert slot_taken()
         e.put_config({"emulator": {"time_scale": 14400}})
         assert wait_for(lambda: ended("EXPIRED") == 1)
@@ -260,7 +357,8 @@ def test_buckets_are_per_access_key(fresh):
         start(connect_client(e.url, access_key="AKIDONE"))
         start(connect_client(e.url, access_key="AKIDTWO"))
         assert error_of(start, connect_client(e.url, access_key="AKIDONE"))["Error"]["Code"] == (
-            "TooManyRequestsException")
+            "TooManyRequestsException"
+        )
         accounts = {b.get("account") for b in e.state()["buckets"] if b["operation"] == "StartChatContact"}
         assert accounts == {"account-1", "account-2"}  # numbered, never the access keys
 
@@ -276,8 +374,10 @@ def raw(url, method, path, body=b"", headers=None):
         connection.close()
 
 
-AUTH = {"Authorization": "AWS4-HMAC-SHA256 Credential=AKIDCHATLOAD/20240101/us-east-1/connect/aws4_request, "
-                         "SignedHeaders=host, Signature=0"}
+AUTH = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDCHATLOAD/20240101/us-east-1/connect/aws4_request, "
+    "SignedHeaders=host, Signature=0"
+}
 
 
 def test_malformed_oversized_and_unknown_requests_get_4xx_with_the_error_shape(fresh):
@@ -301,8 +401,15 @@ def test_malformed_oversized_and_unknown_requests_get_4xx_with_the_error_shape(f
 
 def test_raw_attempt_header_counts_as_a_retry(fresh):
     headers = {**AUTH, "amz-sdk-request": "attempt=3; max=3"}
-    status, _, _ = raw(fresh.url, "PUT", "/contact/chat", json.dumps(
-        {"InstanceId": INSTANCE, "ContactFlowId": FLOW, "ParticipantDetails": {"DisplayName": "x"}}).encode(), headers)
+    status, _, _ = raw(
+        fresh.url,
+        "PUT",
+        "/contact/chat",
+        json.dumps(
+            {"InstanceId": INSTANCE, "ContactFlowId": FLOW, "ParticipantDetails": {"DisplayName": "x"}}
+        ).encode(),
+        headers,
+    )
     assert status == 200
     assert fresh.state()["operations"]["StartChatContact"]["retried_attempts"] == 1
 
@@ -311,18 +418,26 @@ def test_admin_api(fresh):
     assert fresh.health() == {"status": "ok"}
     start(connect_client(fresh.url))
     state = fresh.state()
-    assert state["instances"][INSTANCE] == {"active_chats": 1, "peak_active_chats": 1, "concurrent_chats": 500,
-                                            "contact_flows": [FLOW]}
+    assert state["instances"][INSTANCE] == {
+        "active_chats": 1,
+        "peak_active_chats": 1,
+        "concurrent_chats": 500,
+        "contact_flows": [FLOW],
+    }
     expected = {"accepted", "throttled_tps", "throttled_concurrency", "invalid", "not_found", "retried_attempts"}
     assert expected <= set(state["operations"]["StartChatContact"])
-    merged = fresh.put_config({"instances": [{"id": INSTANCE, "concurrent_chats": 900}, {"id": "second-instance"}],
-                               "rates": {"StartChatContact": {"rate": 2000}}})
+    merged = fresh.put_config(
+        {
+            "instances": [{"id": INSTANCE, "concurrent_chats": 900}, {"id": "second-instance"}],
+            "rates": {"StartChatContact": {"rate": 2000}},
+        }
+    )
     by_id = {i["id"]: i for i in merged["instances"]}
     assert by_id[INSTANCE]["concurrent_chats"] == 900 and by_id[INSTANCE]["contact_flows"] == [FLOW]
     assert "second-instance" in by_id
     assert merged["rates"]["StartChatContact"] == {"rate": 2000, "burst": 1000}
     assert fresh.state()["instances"][INSTANCE]["concurrent_chats"] == 900
-    with pytest.raises(RuntimeError, match=r"emulator\.time_scale"):
+    with pytest.raises(ConfigRejected, match=r"emulator\.time_scale"):
         fresh.put_config({"emulator": {"time_scale": -1}})
     fresh.reset()
     state = fresh.state()

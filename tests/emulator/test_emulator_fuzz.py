@@ -7,37 +7,73 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emulator.defaults import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
-from emulator.testing import running_emulator
+from chatload.contracts import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
+from chatload.emulator_control import running_emulator
 
 pytestmark = pytest.mark.e2e
 
-AUTH = ("AWS4-HMAC-SHA256 Credential=AKIDFUZZ/20240101/us-east-1/connect/aws4_request, "
-        "SignedHeaders=host, Signature=0")
+AUTH = "AWS4-HMAC-SHA256 Credential=AKIDFUZZ/20240101/us-east-1/connect/aws4_request, SignedHeaders=host, Signature=0"
 HUGE = {"rate": 1e9, "burst": 1e9}
 CONFIG = {
     "rates": {"StartChatContact": HUGE, "StopContact": HUGE, "DescribeContact": HUGE},
-    "participant_rates": {op: HUGE for op in ("CreateParticipantConnection", "SendMessage",
-                                              "DisconnectParticipant", "GetTranscript")},
+    "participant_rates": {
+        op: HUGE for op in ("CreateParticipantConnection", "SendMessage", "DisconnectParticipant", "GetTranscript")
+    },
     "instances": [{"id": DEFAULT_INSTANCE_ID, "concurrent_chats": 10**9, "contact_flows": [DEFAULT_CONTACT_FLOW_ID]}],
 }
-ROUTES = [("PUT", "/contact/chat"), ("POST", "/contact/stop"), ("POST", "/participant/connection"),
-          ("POST", "/participant/message"), ("POST", "/participant/disconnect"),
-          ("POST", "/participant/transcript")]
+ROUTES = [
+    ("PUT", "/contact/chat"),
+    ("POST", "/contact/stop"),
+    ("POST", "/participant/connection"),
+    ("POST", "/participant/message"),
+    ("POST", "/participant/disconnect"),
+    ("POST", "/participant/transcript"),
+]
 
-scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=40)
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
-MEMBERS = ["InstanceId", "ContactFlowId", "ParticipantDetails", "Attributes", "InitialMessage", "ClientToken",
-           "ChatDurationInMinutes", "SupportedMessagingContentTypes", "PersistentChat", "RelatedContactId",
-           "SegmentAttributes", "ParticipantConfiguration", "CustomerId", "DisconnectOnCustomerExit",
-           "ConnectionTypes", "ContactId", "Type", "ContentType", "Content", "MaxResults", "NextToken",
-           "ScanDirection", "SortOrder", "StartPosition", "ConnectParticipant", "DisplayName"]
-VALID = {"InstanceId": DEFAULT_INSTANCE_ID, "ContactFlowId": DEFAULT_CONTACT_FLOW_ID,
-         "ParticipantDetails": {"DisplayName": "fuzz"}}
+scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=40)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+MEMBERS = [
+    "InstanceId",
+    "ContactFlowId",
+    "ParticipantDetails",
+    "Attributes",
+    "InitialMessage",
+    "ClientToken",
+    "ChatDurationInMinutes",
+    "SupportedMessagingContentTypes",
+    "PersistentChat",
+    "RelatedContactId",
+    "SegmentAttributes",
+    "ParticipantConfiguration",
+    "CustomerId",
+    "DisconnectOnCustomerExit",
+    "ConnectionTypes",
+    "ContactId",
+    "Type",
+    "ContentType",
+    "Content",
+    "MaxResults",
+    "NextToken",
+    "ScanDirection",
+    "SortOrder",
+    "StartPosition",
+    "ConnectParticipant",
+    "DisplayName",
+]
+VALID = {
+    "InstanceId": DEFAULT_INSTANCE_ID,
+    "ContactFlowId": DEFAULT_CONTACT_FLOW_ID,
+    "ParticipantDetails": {"DisplayName": "fuzz"},
+}
 # a valid body with some members replaced by arbitrary JSON: reaches the deep rules
-mutated = st.builds(lambda changes: json.dumps({**VALID, **changes}).encode(),
-                    st.dictionaries(st.sampled_from(MEMBERS), json_values, max_size=4))
+mutated = st.builds(
+    lambda changes: json.dumps({**VALID, **changes}).encode(),
+    st.dictionaries(st.sampled_from(MEMBERS), json_values, max_size=4),
+)
 bodies = mutated | json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=200)
 
 
@@ -47,8 +83,12 @@ def emulator():
         host, port = handle.url.removeprefix("http://").split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=10)
         # one real chat, so participant routes also see valid tokens
-        connection.request("PUT", "/contact/chat", json.dumps({**VALID, "ConnectionTypes": ["CONNECTION_CREDENTIALS"]}),
-                           {"Authorization": AUTH})
+        connection.request(
+            "PUT",
+            "/contact/chat",
+            json.dumps({**VALID, "ConnectionTypes": ["CONNECTION_CREDENTIALS"]}),
+            {"Authorization": AUTH},
+        )
         chat = json.loads(connection.getresponse().read())
         yield handle, connection, chat
         connection.close()
@@ -71,8 +111,11 @@ def check(connection, method, path, body, headers):
 def test_no_body_yields_a_5xx(emulator, route, body, token_kind):
     _, connection, chat = emulator
     method, path = route
-    tokens = {"participant": chat["ParticipantToken"], "connection": chat["ConnectionCredentials"]["ConnectionToken"],
-              "junk": "x"}
+    tokens = {
+        "participant": chat["ParticipantToken"],
+        "connection": chat["ConnectionCredentials"]["ConnectionToken"],
+        "junk": "x",
+    }
     if path == "/participant/disconnect" and token_kind == "connection":
         token_kind = "junk"  # keep the chat alive for the other participant routes
     headers = {"Authorization": AUTH, "X-Amz-Bearer": tokens[token_kind]}
@@ -85,8 +128,13 @@ def test_no_describe_path_yields_a_5xx(emulator, instance, contact):
     from urllib.parse import quote
 
     _, connection, _ = emulator
-    check(connection, "GET", f"/contacts/{quote(instance, safe='')}/{quote(contact, safe='')}", b"",
-          {"Authorization": AUTH})
+    check(
+        connection,
+        "GET",
+        f"/contacts/{quote(instance, safe='')}/{quote(contact, safe='')}",
+        b"",
+        {"Authorization": AUTH},
+    )
 
 
 def test_the_fuzz_left_no_server_errors(emulator):

@@ -2,11 +2,11 @@
 
 import pytest
 
-from emulator.clock import FakeClock
-from emulator.config import EmulatorConfig, merge_config
-from emulator.errors import ApiError
-from emulator.model import Call, ChatStore
-from emulator.validation import Validators
+from chatload.emulator.clock import FakeClock
+from chatload.emulator.config import EmulatorConfig, merge_config
+from chatload.emulator.errors import ApiError
+from chatload.emulator.model import Call, ChatStore
+from chatload.emulator.validation import Validators
 
 INSTANCE = "inst-1"
 FLOW = "flow-1"
@@ -21,12 +21,15 @@ def validators():
 @pytest.fixture
 def make_store(validators):
     def make(**patch):
-        base = {"instances": [{"id": INSTANCE, "concurrent_chats": 2, "contact_flows": [FLOW]}],
-                "rates": {"StartChatContact": {"rate": 1000, "burst": 1000}}}
+        base = {
+            "instances": [{"id": INSTANCE, "concurrent_chats": 2, "contact_flows": [FLOW]}],
+            "rates": {"StartChatContact": {"rate": 1000, "burst": 1000}},
+        }
         for key, value in patch.items():
             base.setdefault(key, {}).update(value) if isinstance(value, dict) else base.__setitem__(key, value)
         config = merge_config(EmulatorConfig(instances={}), base)
         return ChatStore(config, clock=FakeClock(), validators=validators)
+
     return make
 
 
@@ -42,8 +45,9 @@ def refused(store, operation, call):
 
 
 def connect(store, chat):
-    out = store.handle("CreateParticipantConnection",
-                       Call(body={"Type": ["CONNECTION_CREDENTIALS"]}, bearer=chat["ParticipantToken"]))
+    out = store.handle(
+        "CreateParticipantConnection", Call(body={"Type": ["CONNECTION_CREDENTIALS"]}, bearer=chat["ParticipantToken"])
+    )
     return out["ConnectionCredentials"]["ConnectionToken"]
 
 
@@ -57,13 +61,19 @@ def counters(store, operation="StartChatContact"):
 
 # ---- concurrency quota: refusal and release by each way a chat ends ------------------------------
 
+
 def test_quota_refuses_with_limit_exceeded_and_counts(make_store):
     store = make_store()
     start(store)
     start(store)
-    error = refused(store, "StartChatContact", Call(body={"InstanceId": INSTANCE, "ContactFlowId": FLOW,
-                                                            "ParticipantDetails": {"DisplayName": "x"}},
-                                                      access_key=KEY))
+    error = refused(
+        store,
+        "StartChatContact",
+        Call(
+            body={"InstanceId": INSTANCE, "ContactFlowId": FLOW, "ParticipantDetails": {"DisplayName": "x"}},
+            access_key=KEY,
+        ),
+    )
     assert (error.code, error.status) == ("LimitExceededException", 429)
     assert counters(store)["throttled_concurrency"] == 1
     assert counters(store)["accepted"] == 2
@@ -116,8 +126,11 @@ def test_unconnected_timeout_ends_the_chat_unless_connected(make_store):
     store.clock.advance(301)
     assert active(store) == 1
     assert store.state()["chats_ended"]["CUSTOMER_CONNECTION_NOT_ESTABLISHED"] == 1
-    error = refused(store, "CreateParticipantConnection", Call(body={"Type": ["CONNECTION_CREDENTIALS"]},
-                                                               bearer=waiting["ParticipantToken"]))
+    error = refused(
+        store,
+        "CreateParticipantConnection",
+        Call(body={"Type": ["CONNECTION_CREDENTIALS"]}, bearer=waiting["ParticipantToken"]),
+    )
     assert error.code == "AccessDeniedException"
 
 
@@ -139,6 +152,7 @@ def test_quota_change_applies_at_once(make_store):
 
 # ---- order of checks -----------------------------------------------------------------------------
 
+
 def test_rate_bucket_comes_before_validation_and_every_attempt_spends_a_token(make_store):
     store = make_store(rates={"StartChatContact": {"rate": 1, "burst": 2}})
     bad = Call(body={"InstanceId": ""}, access_key=KEY)
@@ -151,23 +165,44 @@ def test_rate_bucket_comes_before_validation_and_every_attempt_spends_a_token(ma
 
 def test_validation_before_existence_before_replay_before_quota(make_store):
     store = make_store()
-    error = refused(store, "StartChatContact", Call(body={"InstanceId": "nope", "ContactFlowId": FLOW,
-                                                            "ParticipantDetails": {}}, access_key=KEY))
+    error = refused(
+        store,
+        "StartChatContact",
+        Call(body={"InstanceId": "nope", "ContactFlowId": FLOW, "ParticipantDetails": {}}, access_key=KEY),
+    )
     assert error.code == "InvalidParameterException"
-    error = refused(store, "StartChatContact", Call(body={"InstanceId": "nope", "ContactFlowId": FLOW,
-                                                            "ParticipantDetails": {"DisplayName": "x"}},
-                                                      access_key=KEY))
+    error = refused(
+        store,
+        "StartChatContact",
+        Call(
+            body={"InstanceId": "nope", "ContactFlowId": FLOW, "ParticipantDetails": {"DisplayName": "x"}},
+            access_key=KEY,
+        ),
+    )
     assert (error.code, error.status) == ("ResourceNotFoundException", 404)
-    error = refused(store, "StartChatContact", Call(body={"InstanceId": INSTANCE, "ContactFlowId": "other",
-                                                            "ParticipantDetails": {"DisplayName": "x"}},
-                                                      access_key=KEY))
+    error = refused(
+        store,
+        "StartChatContact",
+        Call(
+            body={"InstanceId": INSTANCE, "ContactFlowId": "other", "ParticipantDetails": {"DisplayName": "x"}},
+            access_key=KEY,
+        ),
+    )
     assert error.code == "ResourceNotFoundException" and "ContactFlowId" in error.message
     first = start(store, ClientToken="t1")
     start(store)
     assert start(store, ClientToken="t1") == first  # replay at a full quota is still answered
-    assert refused(store, "StartChatContact", Call(body={"InstanceId": INSTANCE, "ContactFlowId": FLOW,
-                                                          "ParticipantDetails": {"DisplayName": "x"}},
-                                                    access_key=KEY)).code == "LimitExceededException"
+    assert (
+        refused(
+            store,
+            "StartChatContact",
+            Call(
+                body={"InstanceId": INSTANCE, "ContactFlowId": FLOW, "ParticipantDetails": {"DisplayName": "x"}},
+                access_key=KEY,
+            ),
+        ).code
+        == "LimitExceededException"
+    )
     assert counters(store)["not_found"] == 2
 
 
@@ -178,21 +213,32 @@ def test_missing_authorization_is_refused_before_the_bucket(make_store):
 
 
 def test_throttle_message_comes_from_config(make_store):
-    store = make_store(rates={"StartChatContact": {"rate": 0, "burst": 0}},
-                       emulator={"throttle_message": "Too Many Requests"})
+    store = make_store(
+        rates={"StartChatContact": {"rate": 0, "burst": 0}}, emulator={"throttle_message": "Too Many Requests"}
+    )
     error = refused(store, "StartChatContact", Call(body={}, access_key=KEY))
     assert (error.code, error.message, error.body()) == (
-        "TooManyRequestsException", "Too Many Requests", {"message": "Too Many Requests"})
+        "TooManyRequestsException",
+        "Too Many Requests",
+        {"message": "Too Many Requests"},
+    )
 
 
 def test_buckets_are_per_access_key_and_region(make_store):
-    store = make_store(rates={"StartChatContact": {"rate": 0.001, "burst": 1}},
-                       instances=[{"id": INSTANCE, "concurrent_chats": 10, "contact_flows": [FLOW]}])
+    store = make_store(
+        rates={"StartChatContact": {"rate": 0.001, "burst": 1}},
+        instances=[{"id": INSTANCE, "concurrent_chats": 10, "contact_flows": [FLOW]}],
+    )
     start(store, key="A")
     start(store, key="B")
-    store.handle("StartChatContact", Call(body={"InstanceId": INSTANCE, "ContactFlowId": FLOW,
-                                                "ParticipantDetails": {"DisplayName": "x"}},
-                                          access_key="A", region="eu-west-2"))
+    store.handle(
+        "StartChatContact",
+        Call(
+            body={"InstanceId": INSTANCE, "ContactFlowId": FLOW, "ParticipantDetails": {"DisplayName": "x"}},
+            access_key="A",
+            region="eu-west-2",
+        ),
+    )
     assert refused(store, "StartChatContact", Call(body={}, access_key="A")).code == "TooManyRequestsException"
 
 
@@ -208,6 +254,7 @@ def test_retried_attempts_are_counted_from_the_attempt_number(make_store):
 
 # ---- idempotency -----------------------------------------------------------------------------------
 
+
 def test_same_client_token_returns_the_same_chat_without_a_slot_but_spends_a_token(make_store):
     store = make_store(rates={"StartChatContact": {"rate": 0.001, "burst": 2}})
     first = start(store, ClientToken="abc")
@@ -220,17 +267,40 @@ def test_same_client_token_returns_the_same_chat_without_a_slot_but_spends_a_tok
 
 
 def test_client_tokens_are_per_instance(validators):
-    config = merge_config(EmulatorConfig(instances={}), {"instances": [
-        {"id": "a", "contact_flows": ["f"]}, {"id": "b", "contact_flows": ["f"]}]})
+    config = merge_config(
+        EmulatorConfig(instances={}),
+        {"instances": [{"id": "a", "contact_flows": ["f"]}, {"id": "b", "contact_flows": ["f"]}]},
+    )
     store = ChatStore(config, clock=FakeClock(), validators=validators)
-    one = store.handle("StartChatContact", Call(body={"InstanceId": "a", "ContactFlowId": "f", "ClientToken": "t",
-                                                      "ParticipantDetails": {"DisplayName": "x"}}, access_key=KEY))
-    two = store.handle("StartChatContact", Call(body={"InstanceId": "b", "ContactFlowId": "f", "ClientToken": "t",
-                                                      "ParticipantDetails": {"DisplayName": "x"}}, access_key=KEY))
+    one = store.handle(
+        "StartChatContact",
+        Call(
+            body={
+                "InstanceId": "a",
+                "ContactFlowId": "f",
+                "ClientToken": "t",
+                "ParticipantDetails": {"DisplayName": "x"},
+            },
+            access_key=KEY,
+        ),
+    )
+    two = store.handle(
+        "StartChatContact",
+        Call(
+            body={
+                "InstanceId": "b",
+                "ContactFlowId": "f",
+                "ClientToken": "t",
+                "ParticipantDetails": {"DisplayName": "x"},
+            },
+            access_key=KEY,
+        ),
+    )
     assert one["ContactId"] != two["ContactId"]
 
 
 # ---- persistent chat -----------------------------------------------------------------------------
+
 
 def test_persistent_chat_needs_an_ended_source_and_continues_from_it(make_store):
     store = make_store()
@@ -247,23 +317,23 @@ def test_persistent_chat_needs_an_ended_source_and_continues_from_it(make_store)
     session = {"PersistentChat": {"RehydrationType": "ENTIRE_PAST_SESSION", "SourceContactId": first["ContactId"]}}
     with pytest.raises(ApiError, match="still active"):
         start(store, **session)
-    store.handle("StopContact", Call(body={"InstanceId": INSTANCE, "ContactId": second["ContactId"]},
-                                     access_key=KEY))
+    store.handle("StopContact", Call(body={"InstanceId": INSTANCE, "ContactId": second["ContactId"]}, access_key=KEY))
     third = start(store, **session)
     assert third["ContinuedFromContactId"] == second["ContactId"]
     with pytest.raises(ApiError, match="initial contact"):
-        start(store, PersistentChat={"RehydrationType": "ENTIRE_PAST_SESSION",
-                                     "SourceContactId": second["ContactId"]})
+        start(store, PersistentChat={"RehydrationType": "ENTIRE_PAST_SESSION", "SourceContactId": second["ContactId"]})
     with pytest.raises(ApiError) as caught:
         start(store, PersistentChat={"RehydrationType": "FROM_SEGMENT", "SourceContactId": "unknown"})
     assert caught.value.code == "ResourceNotFoundException"
-    described = store.handle("DescribeContact", Call(access_key=KEY, instance_id=INSTANCE,
-                                                     contact_id=third["ContactId"]))["Contact"]
+    described = store.handle(
+        "DescribeContact", Call(access_key=KEY, instance_id=INSTANCE, contact_id=third["ContactId"])
+    )["Contact"]
     assert described["InitialContactId"] == first["ContactId"]
     assert described["PreviousContactId"] == second["ContactId"]
 
 
 # ---- participants ----------------------------------------------------------------------------------
+
 
 def test_transcript_returns_the_messages_sent(make_store):
     store = make_store()
@@ -319,19 +389,31 @@ def test_start_with_connection_types_connects_at_once(make_store):
 
 # ---- memory, reset, counters -----------------------------------------------------------------------
 
+
 def test_ended_contacts_are_purged_after_retention_and_memory_stays_flat(make_store):
-    store = make_store(emulator={"retention_s": 60, "unconnected_timeout_s": 0},
-                       participant_rates={"DisconnectParticipant": {"rate": 1e6, "burst": 1e6},
-                                          "CreateParticipantConnection": {"rate": 1e6, "burst": 1e6}},
-                       instances=[{"id": INSTANCE, "concurrent_chats": 10_000, "contact_flows": [FLOW]}])
+    store = make_store(
+        emulator={"retention_s": 60, "unconnected_timeout_s": 0},
+        participant_rates={
+            "DisconnectParticipant": {"rate": 1e6, "burst": 1e6},
+            "CreateParticipantConnection": {"rate": 1e6, "burst": 1e6},
+        },
+        instances=[{"id": INSTANCE, "concurrent_chats": 10_000, "contact_flows": [FLOW]}],
+    )
     sizes = []
     for _ in range(30):  # 30 emulated minutes, 100 chats a minute, each ended at once
         for _ in range(100):
             chat = start(store)
             store.handle("DisconnectParticipant", Call(body={}, bearer=connect(store, chat)))
         store.clock.advance(60)
-        sizes.append((len(store.contacts), len(store.by_participant_token), len(store.by_connection_token),
-                      len(store.expiries), len(store.purges)))
+        sizes.append(
+            (
+                len(store.contacts),
+                len(store.by_participant_token),
+                len(store.by_connection_token),
+                len(store.expiries),
+                len(store.purges),
+            )
+        )
     assert max(s[0] for s in sizes[5:]) <= 200
     assert sizes[-1][:3] == sizes[5][:3]
     assert max(s[3] for s in sizes) <= 2 * 1024 + 400  # stale deadlines are compacted
@@ -367,8 +449,9 @@ def test_time_scale_change_reaches_the_clock(make_store):
 def test_describe_contact(make_store):
     store = make_store()
     chat = start(store, Attributes={"a": "b"}, CustomerId="cust")
-    described = store.handle("DescribeContact", Call(access_key=KEY, instance_id=INSTANCE,
-                                                     contact_id=chat["ContactId"]))["Contact"]
+    described = store.handle(
+        "DescribeContact", Call(access_key=KEY, instance_id=INSTANCE, contact_id=chat["ContactId"])
+    )["Contact"]
     assert described["Id"] == chat["ContactId"] and described["Channel"] == "CHAT"
     assert described["Attributes"] == {"a": "b"} and "DisconnectTimestamp" not in described
     error = refused(store, "DescribeContact", Call(access_key=KEY, instance_id=INSTANCE, contact_id="nope"))

@@ -8,16 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from emulator.server import main
-from emulator.testing import LISTENING
+from chatload.contracts import LISTENING_LINE as LISTENING
+from chatload.emulator.server import main
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def launch(*args):
-    return subprocess.Popen([sys.executable, "-m", "emulator", *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "chatload.emulator", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def finish(process, timeout=10):
@@ -77,15 +82,17 @@ def test_main_rejects_an_impossible_port(capsys):
 
 
 def test_running_emulator_reports_a_start_failure_and_leaves_no_process():
-    from emulator.testing import running_emulator
+    from chatload.emulator_control import running_emulator
 
-    with pytest.raises(RuntimeError, match=r"rates\.StartChatContact\.rate"), \
-            running_emulator({"rates": {"StartChatContact": {"rate": -1, "burst": 8}}}):
+    with (
+        pytest.raises(RuntimeError, match=r"rates\.StartChatContact\.rate"),
+        running_emulator({"rates": {"StartChatContact": {"rate": -1, "burst": 8}}}),
+    ):
         pass
 
 
 def test_running_emulator_stops_the_process_even_when_the_block_fails():
-    from emulator.testing import running_emulator
+    from chatload.emulator_control import running_emulator
 
     with pytest.raises(ZeroDivisionError), running_emulator() as handle:
         process = handle.process

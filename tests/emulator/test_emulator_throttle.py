@@ -2,7 +2,7 @@
 
 import pytest
 
-from emulator.throttle import BucketSet, TokenBucket
+from chatload.emulator.throttle import BucketSet, TokenBucket
 
 
 def offer(bucket: TokenBucket, rate: float, seconds: float, start: float = 0.0) -> int:

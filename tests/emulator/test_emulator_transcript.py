@@ -2,7 +2,7 @@
 
 import pytest
 
-from emulator.transcript import BadPosition, page
+from chatload.emulator.transcript import BadPosition, page
 
 
 def items(n):
@@ -41,8 +41,9 @@ def test_descending_sort_and_start_positions():
     assert ids(chosen) == ["m3", "m4"]
     chosen, _ = page(items(5), {"StartPosition": {"MostRecent": 1}, "MaxResults": 2})
     assert ids(chosen) == ["m2", "m3"]
-    chosen, _ = page(items(5), {"ScanDirection": "FORWARD",
-                                "StartPosition": {"AbsoluteTime": "2024-01-01T00:00:02.000Z"}})
+    chosen, _ = page(
+        items(5), {"ScanDirection": "FORWARD", "StartPosition": {"AbsoluteTime": "2024-01-01T00:00:02.000Z"}}
+    )
     assert ids(chosen) == ["m2", "m3", "m4"]
 
 

@@ -3,10 +3,12 @@
 import botocore.session
 import pytest
 
-from emulator.validation import INTERACTIVE, INTERACTIVE_RESPONSE, Invalid, Validators
+from chatload.emulator.validation import INTERACTIVE, INTERACTIVE_RESPONSE, Invalid, Validators
 
 VALID = {
-    "InstanceId": "i", "ContactFlowId": "f", "ParticipantDetails": {"DisplayName": "Ann"},
+    "InstanceId": "i",
+    "ContactFlowId": "f",
+    "ParticipantDetails": {"DisplayName": "Ann"},
 }
 
 
@@ -23,19 +25,22 @@ def invalid(validators, body, operation="StartChatContact"):
 
 def test_a_minimal_and_a_full_valid_body_pass(validators):
     validators.check("StartChatContact", VALID)
-    validators.check("StartChatContact", {
-        **VALID,
-        "Attributes": {"customer-id_1": "x" * 100},
-        "InitialMessage": {"ContentType": "text/markdown", "Content": "**hi**"},
-        "ClientToken": "t" * 500,
-        "ChatDurationInMinutes": 10080,
-        "SupportedMessagingContentTypes": ["text/plain", "text/markdown", INTERACTIVE, INTERACTIVE_RESPONSE],
-        "PersistentChat": {"RehydrationType": "FROM_SEGMENT", "SourceContactId": "c"},
-        "SegmentAttributes": {"connect:Subtype": {"ValueString": "connect:Guide"}},
-        "ParticipantConfiguration": {"ResponseMode": "COMPLETE"},
-        "CustomerId": "c" * 128,
-        "DisconnectOnCustomerExit": ["AGENT"],
-    })
+    validators.check(
+        "StartChatContact",
+        {
+            **VALID,
+            "Attributes": {"customer-id_1": "x" * 100},
+            "InitialMessage": {"ContentType": "text/markdown", "Content": "**hi**"},
+            "ClientToken": "t" * 500,
+            "ChatDurationInMinutes": 10080,
+            "SupportedMessagingContentTypes": ["text/plain", "text/markdown", INTERACTIVE, INTERACTIVE_RESPONSE],
+            "PersistentChat": {"RehydrationType": "FROM_SEGMENT", "SourceContactId": "c"},
+            "SegmentAttributes": {"connect:Subtype": {"ValueString": "connect:Guide"}},
+            "ParticipantConfiguration": {"ResponseMode": "COMPLETE"},
+            "CustomerId": "c" * 128,
+            "DisconnectOnCustomerExit": ["AGENT"],
+        },
+    )
 
 
 def test_limits_come_from_botocores_model(validators):
@@ -47,44 +52,57 @@ def test_limits_come_from_botocores_model(validators):
     assert error.path == "ParticipantDetails.DisplayName"
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"InstanceId": ""}, "InstanceId"),
-    ({"InstanceId": "i" * 101}, "InstanceId"),
-    ({"ContactFlowId": "f" * 501}, "ContactFlowId"),
-    ({"ContactFlowId": None}, "ContactFlowId"),
-    ({"ParticipantDetails": {}}, "ParticipantDetails.DisplayName"),
-    ({"ParticipantDetails": "Ann"}, "ParticipantDetails"),
-    ({"ClientToken": "t" * 501}, "ClientToken"),
-    ({"ChatDurationInMinutes": 59}, "ChatDurationInMinutes"),
-    ({"ChatDurationInMinutes": 10081}, "ChatDurationInMinutes"),
-    ({"ChatDurationInMinutes": "60"}, "ChatDurationInMinutes"),
-    ({"ChatDurationInMinutes": True}, "ChatDurationInMinutes"),
-    ({"Attributes": {"bad key": "v"}}, "Attributes.key"),
-    ({"Attributes": {"k": 5}}, "Attributes.k"),
-    ({"Attributes": {f"k{i}": "v" * 4000 for i in range(9)}}, "Attributes"),
-    ({"InitialMessage": {"ContentType": "text/plain"}}, "InitialMessage.Content"),
-    ({"InitialMessage": {"ContentType": "text/plain", "Content": "x" * 1025}}, "InitialMessage.Content"),
-    ({"InitialMessage": {"ContentType": "application/json", "Content": "x" * 12001}}, "InitialMessage.Content"),
-    ({"InitialMessage": {"ContentType": INTERACTIVE_RESPONSE, "Content": "x" * 12289}}, "InitialMessage.Content"),
-    ({"InitialMessage": {"ContentType": "image/png", "Content": "x"}}, "InitialMessage.ContentType"),
-    ({"SupportedMessagingContentTypes": ["text/markdown"]}, "SupportedMessagingContentTypes"),
-    ({"SupportedMessagingContentTypes": ["text/plain", "text/html"]}, "SupportedMessagingContentTypes[1]"),
-    ({"SupportedMessagingContentTypes": ["text/plain", ""]}, "SupportedMessagingContentTypes[1]"),
-    ({"PersistentChat": {"RehydrationType": "ALL", "SourceContactId": "c"}}, "PersistentChat.RehydrationType"),
-    ({"PersistentChat": {"RehydrationType": "FROM_SEGMENT"}}, "PersistentChat.SourceContactId"),
-    ({"PersistentChat": {"RehydrationType": "FROM_SEGMENT", "SourceContactId": "c"}, "RelatedContactId": "r"},
-     "PersistentChat"),
-    ({"RelatedContactId": "r" * 257}, "RelatedContactId"),
-    ({"SegmentAttributes": {"connect:Subtype": {"ValueString": "connect:Guide"}}}, "SupportedMessagingContentTypes"),
-    ({"SegmentAttributes": {"connect:Subtype": {"ValueString": "connect:Guide"}},
-      "SupportedMessagingContentTypes": ["text/plain", INTERACTIVE]}, "SupportedMessagingContentTypes"),
-    ({"SegmentAttributes": {"k" * 129: {"ValueString": "v"}}}, "SegmentAttributes.key"),
-    ({"ParticipantConfiguration": {"ResponseMode": "FAST"}}, "ParticipantConfiguration.ResponseMode"),
-    ({"CustomerId": ""}, "CustomerId"),
-    ({"DisconnectOnCustomerExit": []}, "DisconnectOnCustomerExit"),
-    ({"DisconnectOnCustomerExit": ["AGENT", "AGENT"]}, "DisconnectOnCustomerExit"),
-    ({"DisconnectOnCustomerExit": ["CUSTOMER"]}, "DisconnectOnCustomerExit[0]"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"InstanceId": ""}, "InstanceId"),
+        ({"InstanceId": "i" * 101}, "InstanceId"),
+        ({"ContactFlowId": "f" * 501}, "ContactFlowId"),
+        ({"ContactFlowId": None}, "ContactFlowId"),
+        ({"ParticipantDetails": {}}, "ParticipantDetails.DisplayName"),
+        ({"ParticipantDetails": "Ann"}, "ParticipantDetails"),
+        ({"ClientToken": "t" * 501}, "ClientToken"),
+        ({"ChatDurationInMinutes": 59}, "ChatDurationInMinutes"),
+        ({"ChatDurationInMinutes": 10081}, "ChatDurationInMinutes"),
+        ({"ChatDurationInMinutes": "60"}, "ChatDurationInMinutes"),
+        ({"ChatDurationInMinutes": True}, "ChatDurationInMinutes"),
+        ({"Attributes": {"bad key": "v"}}, "Attributes.key"),
+        ({"Attributes": {"k": 5}}, "Attributes.k"),
+        ({"Attributes": {f"k{i}": "v" * 4000 for i in range(9)}}, "Attributes"),
+        ({"InitialMessage": {"ContentType": "text/plain"}}, "InitialMessage.Content"),
+        ({"InitialMessage": {"ContentType": "text/plain", "Content": "x" * 1025}}, "InitialMessage.Content"),
+        ({"InitialMessage": {"ContentType": "application/json", "Content": "x" * 12001}}, "InitialMessage.Content"),
+        ({"InitialMessage": {"ContentType": INTERACTIVE_RESPONSE, "Content": "x" * 12289}}, "InitialMessage.Content"),
+        ({"InitialMessage": {"ContentType": "image/png", "Content": "x"}}, "InitialMessage.ContentType"),
+        ({"SupportedMessagingContentTypes": ["text/markdown"]}, "SupportedMessagingContentTypes"),
+        ({"SupportedMessagingContentTypes": ["text/plain", "text/html"]}, "SupportedMessagingContentTypes[1]"),
+        ({"SupportedMessagingContentTypes": ["text/plain", ""]}, "SupportedMessagingContentTypes[1]"),
+        ({"PersistentChat": {"RehydrationType": "ALL", "SourceContactId": "c"}}, "PersistentChat.RehydrationType"),
+        ({"PersistentChat": {"RehydrationType": "FROM_SEGMENT"}}, "PersistentChat.SourceContactId"),
+        (
+            {"PersistentChat": {"RehydrationType": "FROM_SEGMENT", "SourceContactId": "c"}, "RelatedContactId": "r"},
+            "PersistentChat",
+        ),
+        ({"RelatedContactId": "r" * 257}, "RelatedContactId"),
+        (
+            {"SegmentAttributes": {"connect:Subtype": {"ValueString": "connect:Guide"}}},
+            "SupportedMessagingContentTypes",
+        ),
+        (
+            {
+                "SegmentAttributes": {"connect:Subtype": {"ValueString": "connect:Guide"}},
+                "SupportedMessagingContentTypes": ["text/plain", INTERACTIVE],
+            },
+            "SupportedMessagingContentTypes",
+        ),
+        ({"SegmentAttributes": {"k" * 129: {"ValueString": "v"}}}, "SegmentAttributes.key"),
+        ({"ParticipantConfiguration": {"ResponseMode": "FAST"}}, "ParticipantConfiguration.ResponseMode"),
+        ({"CustomerId": ""}, "CustomerId"),
+        ({"DisconnectOnCustomerExit": []}, "DisconnectOnCustomerExit"),
+        ({"DisconnectOnCustomerExit": ["AGENT", "AGENT"]}, "DisconnectOnCustomerExit"),
+        ({"DisconnectOnCustomerExit": ["CUSTOMER"]}, "DisconnectOnCustomerExit[0]"),
+    ],
+)
 def test_each_documented_rule_names_its_field(validators, change, field):
     error = invalid(validators, {**VALID, **change})
     assert error.path == field
@@ -92,8 +110,11 @@ def test_each_documented_rule_names_its_field(validators, change, field):
 
 
 def test_rules_between_members_are_request_level(validators):
-    both = {**VALID, "PersistentChat": {"RehydrationType": "FROM_SEGMENT", "SourceContactId": "c"},
-            "RelatedContactId": "r"}
+    both = {
+        **VALID,
+        "PersistentChat": {"RehydrationType": "FROM_SEGMENT", "SourceContactId": "c"},
+        "RelatedContactId": "r",
+    }
     assert invalid(validators, both).request_level
     assert not invalid(validators, {**VALID, "InstanceId": ""}).request_level
 

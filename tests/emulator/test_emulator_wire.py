@@ -2,13 +2,15 @@
 
 import json
 
-from emulator.app import _attempt, _credential, _encode
-from emulator.contacts import new_token, new_uuid
+from chatload.emulator.app import _attempt, _credential, _encode
+from chatload.emulator.contacts import new_token, new_uuid
 
 
 def test_credential_scope_gives_access_key_and_region():
-    auth = (b"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/eu-west-2/connect/aws4_request, "
-            b"SignedHeaders=host;x-amz-date, Signature=abc")
+    auth = (
+        b"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/eu-west-2/connect/aws4_request, "
+        b"SignedHeaders=host;x-amz-date, Signature=abc"
+    )
     assert _credential(auth) == ("AKIDEXAMPLE", "eu-west-2")
     assert _credential(b"Bearer something") == (None, "us-east-1")
     assert _credential(b"AWS4-HMAC-SHA256 Credential=") == (None, "us-east-1")
@@ -42,8 +44,13 @@ def call_app(app, method, path, body=b"", headers=()):
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+    }
     asyncio.run(app(scope, receive, send))
     start, answer = sent
     return start["status"], dict(start["headers"]), json.loads(answer["body"])
@@ -53,10 +60,10 @@ AUTH = ("Authorization", "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/co
 
 
 def make_test_app():
-    from emulator.app import make_app
-    from emulator.clock import FakeClock
-    from emulator.config import EmulatorConfig
-    from emulator.model import ChatStore
+    from chatload.emulator.app import make_app
+    from chatload.emulator.clock import FakeClock
+    from chatload.emulator.config import EmulatorConfig
+    from chatload.emulator.model import ChatStore
 
     store = ChatStore(EmulatorConfig(), clock=FakeClock())
     return store, make_app(store)
@@ -77,7 +84,7 @@ def test_a_bug_is_a_500_with_the_error_shape_and_counted():
 
 
 def test_describe_contact_path_members_are_unquoted():
-    from emulator.defaults import DEFAULT_INSTANCE_ID
+    from chatload.contracts import DEFAULT_INSTANCE_ID
 
     _, app = make_test_app()
     arn = f"arn:aws:connect:us-east-1:000000000000:instance/{DEFAULT_INSTANCE_ID}"

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import botocore
 import pytest
 
-from harness.client import Api, ClientSettings, botocore_config, make_clients, retries_config
+from chatload.harness.client import Api, ClientSettings, botocore_config, make_clients, retries_config
 
 
 def test_retries_off_is_standard_with_one_attempt():

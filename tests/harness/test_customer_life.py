@@ -4,11 +4,11 @@ import math
 import random
 from dataclasses import replace
 
-from harness.chats import LiveChats, clean_up
-from harness.client import Call
-from harness.customer import Arrival, Customer
-from harness.recorder import Recorder
-from harness.scenario import ChatLife, HoldTime
+from chatload.harness.chats import LiveChats, clean_up
+from chatload.harness.client import Call
+from chatload.harness.customer import Arrival, Customer
+from chatload.harness.recorder import Recorder
+from chatload.harness.scenario.model import ChatLife, HoldTime
 
 
 class FakeApi:
@@ -198,8 +198,10 @@ def test_persistent_chats_continue_from_the_last_ended_contact(tmp_path):
 def test_entire_past_session_always_names_the_sessions_first_contact(tmp_path):
     """AWS wants the first contact of the past session for ENTIRE_PAST_SESSION, however long the
     session has grown; FROM_SEGMENT names exactly the last ended contact."""
-    for rehydration, expected in (("ENTIRE_PAST_SESSION", ["contact-1", "contact-1"]),
-                                  ("FROM_SEGMENT", ["contact-1", "contact-4"])):  # fmt: skip  (ids count every call)
+    for rehydration, expected in (
+        ("ENTIRE_PAST_SESSION", ["contact-1", "contact-1"]),
+        ("FROM_SEGMENT", ["contact-1", "contact-4"]),
+    ):  # fmt: skip  (ids count every call)
         customer, api, _, _ = make(tmp_path / rehydration, replace(LIFE, messages=0, persistent=rehydration))
         for t in (1.0, 2.0, 3.0):
             customer.live_chat(Arrival(t, "s"))

@@ -1,29 +1,21 @@
 """The per-process dispatcher on a fake clock: offered arrivals, drops, stages, shares, budget."""
 
 import pandas as pd
+from support import FakeClock
 
-from harness.arrivals import Dispatcher
-from harness.pacer import Schedule, Share
-from harness.recorder import Recorder
-from harness.safety import ChatBudget
-from harness.scenario import Stage
+from chatload.harness.arrivals import Dispatcher
+from chatload.harness.pacer import Schedule, Share
+from chatload.harness.recorder import Recorder
+from chatload.harness.safety import ChatBudget
+from chatload.harness.scenario.model import Stage
 
-
-class Clock:
-    def __init__(self, t=1000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-    def nap(self, seconds):
-        self.t += seconds
+T0 = 1000.0  # the fake clock's start
 
 
 def run(tmp_path, stages, offer, share=None, budget=None):
-    clock = Clock()
+    clock = FakeClock(T0)
     rec = Recorder(tmp_path, "local", clock=clock)
-    d = Dispatcher(Schedule(stages), rec, offer, t0=clock.t, clock=clock, nap=clock.nap, share=share, budget=budget)
+    d = Dispatcher(Schedule(stages), rec, offer, t0=clock.t, clock=clock, nap=clock.advance, share=share, budget=budget)
     d.run()
     rec.close(compact=False)
     return d, clock, rec
@@ -61,7 +53,7 @@ def test_a_half_share_takes_every_other_arrival(tmp_path):
 
 
 def test_rebase_keeps_the_global_rate(tmp_path):
-    clock = Clock()
+    clock = FakeClock(T0)
     rec = Recorder(tmp_path, "local", clock=clock)
     taken = []
     d = Dispatcher(
@@ -70,13 +62,13 @@ def test_rebase_keeps_the_global_rate(tmp_path):
         lambda a: taken.append(a) or True,
         t0=clock.t,
         clock=clock,
-        nap=clock.nap,
+        nap=clock.advance,
         share=Share(0.5, phase=1.0),
     )
 
     def nap(seconds):
-        clock.nap(seconds)
-        if clock.t - 1000.0 >= 2.0 and d.share.fraction == 0.5:
+        clock.advance(seconds)
+        if clock.t - T0 >= 2.0 and d.share.fraction == 0.5:
             d.rebase(1.0, 1.0)  # the other worker left: take the whole rate
 
     d.nap = nap

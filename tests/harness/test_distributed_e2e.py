@@ -13,8 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,12 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import LocustProcess, attempts, env_without, only_run, running_locust, scenario_file
 
-from emulator.defaults import DEFAULT_INSTANCE_ID
-from emulator.testing import running_emulator
-from harness.processes import free_port
+from chatload.contracts import DEFAULT_INSTANCE_ID
+from chatload.emulator_control import running_emulator
+from chatload.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 HIGH = {"rate": 1000, "burst": 1000}
@@ -43,74 +41,52 @@ SCENARIO = f"""\
     connect = false
 """
 EMULATOR_CLASSES = {
-    "ok": "accepted", "throttled_tps": "throttled_tps", "throttled_concurrency": "throttled_concurrency",
+    "ok": "accepted",
+    "throttled_tps": "throttled_tps",
+    "throttled_concurrency": "throttled_concurrency",
 }
-
 
 
 @dataclass
 class Cluster:
-    master: subprocess.Popen
-    workers: list[subprocess.Popen]
-    logs: list[Path]
+    master: LocustProcess
+    workers: list[LocustProcess]
 
     def output(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.logs if p.exists())
+        return "\n".join(f"--- {p.log_path.name}\n{p.output()[-3000:]}" for p in (self.master, *self.workers))
 
     def wait(self, timeout_s: float) -> int:
         try:
-            return self.master.wait(timeout=timeout_s)
+            return self.master.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the master did not end within {timeout_s} s:\n{self.output()}") from None
 
 
-def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    with open(log, "w") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), *args], cwd=ROOT, env=env,
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-
 @contextlib.contextmanager
 def cluster(tmp_path: Path, emulator_url: str, worker_env: dict[str, str] | None = None) -> Iterator[Cluster]:
-    """A headless master expecting 2 workers, and the 2 workers; every process group is killed on exit."""
-    scenario = tmp_path / "scenario.toml"
-    scenario.write_text(textwrap.dedent(SCENARIO))
+    """A headless master expecting 2 workers, and the 2 workers; every process group is stopped on exit."""
+    scenario = scenario_file(tmp_path, SCENARIO)
     port = str(free_port())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CHATLOAD_"))}
-    logs = [tmp_path / "master.log", tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
-    procs: list[subprocess.Popen] = []
-    try:
-        procs.append(_start([
-            "--master", "--headless", "--only-summary", "--expect-workers", "2", "--expect-workers-max-wait", "30",
-            "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
-            "--scenario", str(scenario), "--endpoint-url", emulator_url, "--out", str(tmp_path / "out"),
-        ], logs[0], env))  # fmt: skip
-        for log in logs[1:]:
-            args = ["--worker", "--master-host", "127.0.0.1", "--master-port", port]
-            procs.append(_start(args, log, {**env, **(worker_env or {})}))
-        yield Cluster(procs[0], procs[1:], logs)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def only_run(out: Path) -> Path:
-    (run,) = list(out.iterdir())
-    return run
-
-
-def attempts(run: Path) -> pd.DataFrame:
-    """Every attempts file of the run folder (a stem with a parquet file ignores its csv)."""
-    files = {p.stem: p for p in (run / "attempts").glob("*.csv")}
-    files.update({p.stem: p for p in (run / "attempts").glob("*.parquet")})
-    assert files, list((run / "attempts").iterdir())
-    frames = [pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p) for p in files.values()]
-    return pd.concat(frames, ignore_index=True)
+    env = env_without("AWS_", "CHATLOAD_")
+    with contextlib.ExitStack() as stack:
+        master = stack.enter_context(
+            running_locust([
+                "--master", "--headless", "--only-summary", "--expect-workers", "2", "--expect-workers-max-wait", "30",
+                "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+                "--scenario", str(scenario), "--endpoint-url", emulator_url, "--out", str(tmp_path / "out"),
+            ], log=tmp_path / "master.log", env=env)
+        )  # fmt: skip
+        workers = [
+            stack.enter_context(
+                running_locust(
+                    ["--worker", "--master-host", "127.0.0.1", "--master-port", port],
+                    log=tmp_path / log,
+                    env={**env, **(worker_env or {})},
+                )
+            )
+            for log in ("worker-a.log", "worker-b.log")
+        ]
+        yield Cluster(master, workers)
 
 
 def counts(frame: pd.DataFrame, operation: str) -> dict[str, int]:
@@ -134,7 +110,7 @@ def run_to_the_end(tmp_path: Path, worker_env: dict[str, str] | None) -> tuple[i
     with running_emulator(CONFIG) as emu, cluster(tmp_path, emu.url, worker_env) as procs:
         code = procs.wait(60)
         for worker in procs.workers:  # the master's quit reaches them
-            worker.wait(timeout=15)
+            worker.wait(15)
         state = emu.state()
         assert code in (0, 1), procs.output()
     return code, only_run(tmp_path / "out"), state
@@ -184,11 +160,11 @@ def test_a_worker_killed_mid_run_is_noted_and_the_run_ends_by_its_thresholds(tmp
         assert len(shipped) == 2, procs.output()
         time.sleep(2.0)  # a few seconds into the schedule
         victim = procs.workers[1]
-        os.killpg(victim.pid, signal.SIGKILL)
+        os.killpg(victim.proc.pid, signal.SIGKILL)
         killed_at = time.time()
-        victim.wait()
+        victim.proc.wait()
         code = procs.wait(60)
-        procs.workers[0].wait(timeout=15)
+        procs.workers[0].wait(15)
         state = emu.state()
         output = procs.output()
     assert code in (0, 1), output

@@ -12,13 +12,13 @@ import msgpack
 import pandas as pd
 import pytest
 
-from harness import shipping
-from harness.finish import write_final_meta
-from harness.pacer import Schedule
-from harness.recorder import COLUMNS, Recorder, new_row
-from harness.run import Run
-from harness.scenario import Stage
-from harness.workers import STATE_MISSING, awaited, note_lost, share_of
+from chatload.contracts import ATTEMPTS_COLUMNS as COLUMNS
+from chatload.harness.pacer import Schedule
+from chatload.harness.recorder import Recorder, new_row
+from chatload.harness.runtime import shipping
+from chatload.harness.runtime.coordinator import Run, write_final_meta
+from chatload.harness.runtime.workers import STATE_MISSING, awaited, note_lost, share_of
+from chatload.harness.scenario.model import Stage
 
 STATE_RUNNING = "running"
 
@@ -180,7 +180,9 @@ def test_the_missing_state_is_locusts():
     import subprocess
     import sys
 
-    code = "import locust.runners as r, harness.workers as w; assert r.STATE_MISSING == w.STATE_MISSING"
+    code = (
+        "import locust.runners as r, chatload.harness.runtime.workers as w; assert r.STATE_MISSING == w.STATE_MISSING"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
 
 

@@ -14,16 +14,15 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import ROOT, attempts, attempts_csv, only_run, running_locust, scenario_file
 
-from emulator.testing import running_emulator
+from chatload.emulator_control import running_emulator
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 HIGH = {"rate": 1000, "burst": 1000}
@@ -31,43 +30,21 @@ HIGH_RATES = {
     "rates": {"StartChatContact": HIGH, "StopContact": HIGH},
     "participant_rates": {op: HIGH for op in ("CreateParticipantConnection", "SendMessage", "DisconnectParticipant")},
 }
-RUN_FILES = ("meta.json", "summary.json", "report.html", "locust_stats.csv", "locust_stats_history.csv",
-             "locust_failures.csv", "locust_exceptions.csv", "locust.html")
+RUN_FILES = (
+    "meta.json",
+    "summary.json",
+    "report.html",
+    "locust_stats.csv",
+    "locust_stats_history.csv",
+    "locust_failures.csv",
+    "locust_exceptions.csv",
+    "locust.html",
+)
 
 
-class Locust:
-    """A headless `locust -f locustfile.py` in its own process group, output to a file; always stopped."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--only-summary",
-               *args]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self.log = log
-        self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait(self, timeout_s: float) -> int:
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise AssertionError(f"locust did not end within {timeout_s} s:\n{self.output()[-4000:]}") from None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self._out.close()
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def scenario(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "scenario.toml"
-    path.write_text(textwrap.dedent(text))
-    return path
+def locust(args: list[str], log: Path):
+    """A headless `locust -f locustfile.py --only-summary ARGS` (`running_locust`), output to `log`."""
+    return running_locust(["--headless", "--only-summary", *args], log=log)
 
 
 def wait_for(condition, timeout_s: float, what: str) -> None:
@@ -78,29 +55,16 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def attempts_csv(out: Path) -> list[Path]:
-    return list(out.glob("*/attempts/local.csv"))
-
-
-def only_run(out: Path) -> Path:
-    (run,) = [p for p in out.iterdir() if p.is_dir()]
-    return run
-
-
-def attempts(run: Path) -> pd.DataFrame:
-    files = sorted((run / "attempts").glob("*.parquet")) or sorted((run / "attempts").glob("*.csv"))
-    assert files, list((run / "attempts").iterdir())
-    return pd.concat([pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f) for f in files],
-                     ignore_index=True)
-
-
 def chatload_report(run: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "report", str(run)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "chatload", "report", str(run)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_emulator_killed_mid_run_gives_connection_errors_and_a_complete_run(tmp_path):
-    path = scenario(tmp_path, """\
+    path = scenario_file(
+        tmp_path,
+        """\
         # 4 chats/s for 10 s; each chat connects, sends a message and holds 1 s
         [[stages]]
         name = "steady"
@@ -113,20 +77,20 @@ def test_emulator_killed_mid_run_gives_connection_errors_and_a_complete_run(tmp_
         [chat.hold]
         distribution = "fixed"
         mean = "1s"
-    """)
+    """,
+    )
     out = tmp_path / "out"
-    with running_emulator(HIGH_RATES) as emu:
-        locust = Locust(["--scenario", str(path), "--endpoint-url", emu.url, "--out", str(out)], tmp_path / "log")
-        try:
-            wait_for(lambda: attempts_csv(out), 30, "the schedule starting")
-            time.sleep(3.5)
-            emu.process.send_signal(signal.SIGKILL)
-            emu.process.wait(timeout=5)
-            killed_at = time.time()
-            code = locust.wait(timeout_s=90)
-        finally:
-            locust.stop()
-    output = locust.output()
+    with (
+        running_emulator(HIGH_RATES) as emu,
+        locust(["--scenario", str(path), "--endpoint-url", emu.url, "--out", str(out)], tmp_path / "log") as harness,
+    ):
+        wait_for(lambda: attempts_csv(out), 30, "the schedule starting")
+        time.sleep(3.5)
+        emu.process.send_signal(signal.SIGKILL)
+        emu.process.wait(timeout=5)
+        killed_at = time.time()
+        code = harness.wait(timeout_s=90)
+    output = harness.output()
     assert code in (0, 1, 2), output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     run = only_run(out)
@@ -149,8 +113,11 @@ def test_emulator_killed_mid_run_gives_connection_errors_and_a_complete_run(tmp_
     clean = meta["clean_up"]
     assert clean["still_active"] == len(clean["not_ended"])
     live_at_kill = set(frame[(frame["operation"] == "StartChatContact") & (frame["outcome"] == "ok")]["contact_id"])
-    ended_ok = set(frame[frame["operation"].isin(["DisconnectParticipant", "StopContact"])
-                         & (frame["outcome"] == "ok")]["contact_id"])
+    ended_ok = set(
+        frame[frame["operation"].isin(["DisconnectParticipant", "StopContact"]) & (frame["outcome"] == "ok")][
+            "contact_id"
+        ]
+    )
     assert set(clean["not_ended"]) == live_at_kill - ended_ok
     # the report shows the gap: connection errors and no ok in the seconds after the kill
     per_second = pd.read_csv(run / "tables" / "per_second.csv")
@@ -161,24 +128,24 @@ def test_emulator_killed_mid_run_gives_connection_errors_and_a_complete_run(tmp_
     assert per_second[per_second["t"] < killed_at - 1.0]["ok"].sum() > 10
     summary = json.loads((run / "summary.json").read_text())
     assert summary["calls"]["StartChatContact"]["connection_error"] == len(
-        frame[(frame["operation"] == "StartChatContact") & (frame["outcome"] == "connection_error")])
+        frame[(frame["operation"] == "StartChatContact") & (frame["outcome"] == "connection_error")]
+    )
     assert summary["cut_short"] is False
 
 
 def test_sigterm_mid_run_leaves_a_complete_run_folder_that_chatload_report_builds(tmp_path):
     out = tmp_path / "out"
     with running_emulator(HIGH_RATES) as emu:
-        locust = Locust(["--rate", "4", "--duration", "60s", "--hold", "20s", "--endpoint-url", emu.url,
-                         "--out", str(out)], tmp_path / "log")
-        try:
+        with locust(
+            ["--rate", "4", "--duration", "60s", "--hold", "20s", "--endpoint-url", emu.url, "--out", str(out)],
+            tmp_path / "log",
+        ) as harness:
             wait_for(lambda: attempts_csv(out), 30, "the schedule starting")
             time.sleep(2)
-            locust.proc.send_signal(signal.SIGTERM)
-            code = locust.wait(timeout_s=60)
-        finally:
-            locust.stop()
+            harness.proc.send_signal(signal.SIGTERM)
+            code = harness.wait(timeout_s=60)
         active = emu.state()["instances"]
-    output = locust.output()
+    output = harness.output()
     assert code in (0, 1, 2) and "Traceback" not in output, output[-3000:]
     run = only_run(out)
     meta = json.loads((run / "meta.json").read_text())
@@ -201,16 +168,15 @@ def test_sigterm_mid_run_leaves_a_complete_run_folder_that_chatload_report_build
 def test_sigkill_of_the_harness_keeps_the_rows_up_to_the_last_second_and_the_report_says_cut_short(tmp_path):
     out = tmp_path / "out"
     with running_emulator(HIGH_RATES) as emu:
-        locust = Locust(["--rate", "5", "--duration", "60s", "--hold", "0s", "--endpoint-url", emu.url,
-                         "--out", str(out)], tmp_path / "log")
-        try:
+        with locust(
+            ["--rate", "5", "--duration", "60s", "--hold", "0s", "--endpoint-url", emu.url, "--out", str(out)],
+            tmp_path / "log",
+        ) as harness:
             wait_for(lambda: attempts_csv(out), 30, "the schedule starting")
             time.sleep(3)
-            os.killpg(locust.proc.pid, signal.SIGKILL)
+            os.killpg(harness.proc.pid, signal.SIGKILL)
             killed_at = time.time()
-            locust.wait(timeout_s=10)
-        finally:
-            locust.stop()
+            harness.wait(timeout_s=10)
         state = emu.state()
     run = only_run(out)
     meta = json.loads((run / "meta.json").read_text())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.chats import CLEAN_UP_RATES, LiveChats, clean_up
+from chatload.harness.chats import CLEAN_UP_RATES, LiveChats, clean_up
 
 REFUSED = (0, "EndpointConnectionError")
 
@@ -96,7 +96,6 @@ def test_answers_keep_clean_up_going_until_the_deadline():
 
     summary = clean_up(chats, end, time.sleep, time.clock, deadline_s=5.0, pause_s=1.0)
     assert summary["not_ended"] == ["contact-000"] and len(calls) == 6  # t = 0, 1, ..., 5
-
 
 
 def test_clean_up_keeps_to_the_end_calls_rates_and_uses_stop_contact_when_disconnect_is_spent():

@@ -6,19 +6,9 @@ import json
 
 import msgpack
 import pytest
+from support import FakeClock
 
-from harness.live import REPORT_VERSION, STALE_WORKER_S, LiveStats
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+from chatload.harness.live.stats import REPORT_VERSION, STALE_WORKER_S, LiveStats
 
 
 def row(outcome: str = "ok", operation: str = "StartChatContact") -> dict:
@@ -32,11 +22,6 @@ def feed(live: LiveStats, clock: FakeClock, seconds: int, per_second: dict[str, 
             for _ in range(n):
                 live.record(row(outcome))
         clock.advance(1.0)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def test_nothing_recorded_gives_empty_snapshot(clock):

@@ -7,27 +7,24 @@ LiveStats, so the figures the master shows can be checked exactly."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from support import run_locust, running_locust
 
-from harness.processes import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-LOCUST = str(Path(sys.executable).with_name("locust"))
+from chatload.processes import free_port
 
 LOCUSTFILE = textwrap.dedent(
     """
     import gevent
     from locust import User, constant, events, task
 
-    from harness.live import LiveStats, install
+    from chatload.harness.live.install import install
+    from chatload.harness.live.stats import LiveStats
 
     live = LiveStats()
 
@@ -61,40 +58,29 @@ LOCUSTFILE = textwrap.dedent(
 )
 
 
-
-def run_locust(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def live_locustfile(tmp_path: Path) -> Path:
     locustfile = tmp_path / "live_locustfile.py"
     locustfile.write_text(LOCUSTFILE)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [LOCUST, "-f", str(locustfile), *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return locustfile
 
 
-def progress_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("[chatload] ")]
+def run_live(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Our locustfile run to its end in tmp_path; `stdout` is Locust's stdout and stderr together."""
+    return run_locust(args, timeout_s=timeout, locustfile=live_locustfile(tmp_path), cwd=tmp_path)
+
+
+def progress_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("[chatload] ")]
 
 
 @pytest.mark.e2e
 @pytest.mark.timeout(90)
 def test_headless_local_run_prints_plain_progress_lines(tmp_path):
-    result = run_locust(tmp_path, "--headless", "-u", "2", "-r", "10", "-t", "4s", "--only-summary")
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = progress_lines(result.stderr)
-    assert len(lines) >= 2, result.stderr[-2000:]  # one at the start, the last at the stop
-    assert "\r" not in result.stderr and "\x1b[K" not in result.stderr
+    result = run_live(tmp_path, "--headless", "-u", "2", "-r", "10", "-t", "4s", "--only-summary")
+    assert result.returncode == 0, result.stdout[-2000:]
+    lines = progress_lines(result.stdout)
+    assert len(lines) >= 2, result.stdout[-2000:]  # one at the start, the last at the stop
+    assert "\r" not in result.stdout and "\x1b[K" not in result.stdout
     last = lines[-1]
     assert last.startswith("[chatload] stopped 0:0")
     assert "(0:2" in last  # 30 s planned, about 4 s elapsed: 0:25..0:26 left
@@ -107,12 +93,20 @@ def test_headless_local_run_prints_plain_progress_lines(tmp_path):
 def test_master_with_two_workers_shows_global_figures(tmp_path):
     master_port = str(free_port())  # not Locust's fixed 5557: runs side by side must not share workers
     args = ["--headless", "--processes", "2", "-u", "4", "-r", "10", "-t", "6s", "--only-summary"]
-    ports = ["--master-bind-host", "127.0.0.1", "--master-bind-port", master_port,
-             "--master-host", "127.0.0.1", "--master-port", master_port]  # loopback only
-    result = run_locust(tmp_path, *args, *ports, timeout=90)
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = progress_lines(result.stderr)
-    assert lines, result.stderr[-3000:]
+    ports = [
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        master_port,
+        "--master-host",
+        "127.0.0.1",
+        "--master-port",
+        master_port,
+    ]  # loopback only
+    result = run_live(tmp_path, *args, *ports, timeout=90)
+    assert result.returncode == 0, result.stdout[-3000:]
+    lines = progress_lines(result.stdout)
+    assert lines, result.stdout[-3000:]
     last = lines[-1]
     # 4 users over 2 workers, every figure summed on the master
     assert "throttled tps 20 conc 0 unknown 0 | errors 8 | dropped 12 | chats 12/50" in last, last
@@ -128,33 +122,21 @@ def get_json(url: str) -> dict:
 @pytest.mark.timeout(90)
 def test_web_ui_serves_throttling_rows_and_live_json(tmp_path):
     port = free_port()
-    locustfile = tmp_path / "live_locustfile.py"
-    locustfile.write_text(LOCUSTFILE)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [
-            LOCUST,
-            "-f",
-            str(locustfile),
-            "--web-host",
-            "127.0.0.1",
-            "--web-port",
-            str(port),
-            "--autostart",
-            "-u",
-            "2",
-            "-r",
-            "10",
-            "-t",
-            "20s",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    args = [
+        "--web-host",
+        "127.0.0.1",
+        "--web-port",
+        str(port),
+        "--autostart",
+        "-u",
+        "2",
+        "-r",
+        "10",
+        "-t",
+        "20s",
+    ]
     base = f"http://127.0.0.1:{port}"
-    try:
+    with running_locust(args, locustfile=live_locustfile(tmp_path), cwd=tmp_path):
         deadline = time.monotonic() + 30
         live, rows = {}, []
         while time.monotonic() < deadline:
@@ -175,6 +157,3 @@ def test_web_ui_serves_throttling_rows_and_live_json(tmp_path):
         with urllib.request.urlopen(base + "/", timeout=5) as response:
             page = response.read().decode()
         assert '"extended_tabs": [{"key": "throttling", "title": "Throttling"}]' in page
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)

@@ -4,21 +4,18 @@ The harness's per-class counts (from the attempts files) must equal the emulator
 """
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import textwrap
-from pathlib import Path
+import time
 
 import pandas as pd
 import pytest
+from support import attempts, attempts_csv, only_run, run_locust, running_locust, scenario_file
 
-from emulator.defaults import DEFAULT_INSTANCE_ID
-from emulator.testing import running_emulator
-from harness.processes import free_port
+from chatload.contracts import DEFAULT_INSTANCE_ID
+from chatload.emulator_control import running_emulator
+from chatload.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 HIGH = {"rate": 1000, "burst": 1000}
@@ -26,41 +23,8 @@ HIGH_PARTICIPANT = {op: HIGH for op in ("CreateParticipantConnection", "SendMess
 
 
 def locust(args: list[str], timeout_s: float = 90) -> subprocess.CompletedProcess:
-    """Run `locust -f locustfile.py --headless ...`; the process group is killed whatever happens."""
-    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--only-summary", *args]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        raise AssertionError(f"locust did not end within {timeout_s} s:\n{out[-4000:]}") from None
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
-
-
-
-def scenario(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "scenario.toml"
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def only_run(out: Path) -> Path:
-    (run,) = list(out.iterdir())
-    return run
-
-
-def attempts(run: Path) -> pd.DataFrame:
-    files = sorted((run / "attempts").glob("*.parquet"))
-    assert files, list((run / "attempts").iterdir())
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    """Run `locust -f locustfile.py --headless --only-summary ARGS` to its end (output in `stdout`)."""
+    return run_locust(["--headless", "--only-summary", *args], timeout_s=timeout_s)
 
 
 def counts(frame: pd.DataFrame, operation: str) -> dict[str, int]:
@@ -68,14 +32,21 @@ def counts(frame: pd.DataFrame, operation: str) -> dict[str, int]:
 
 
 EMULATOR_CLASSES = {
-    "ok": "accepted", "throttled_tps": "throttled_tps", "throttled_concurrency": "throttled_concurrency",
+    "ok": "accepted",
+    "throttled_tps": "throttled_tps",
+    "throttled_concurrency": "throttled_concurrency",
 }
 
 
 def test_both_kinds_of_429_are_counted_exactly(tmp_path):
-    config = {"rates": {"StopContact": HIGH}, "participant_rates": HIGH_PARTICIPANT,
-              "instances": [{"id": DEFAULT_INSTANCE_ID, "concurrent_chats": 15}]}
-    path = scenario(tmp_path, """\
+    config = {
+        "rates": {"StopContact": HIGH},
+        "participant_rates": HIGH_PARTICIPANT,
+        "instances": [{"id": DEFAULT_INSTANCE_ID, "concurrent_chats": 15}],
+    }
+    path = scenario_file(
+        tmp_path,
+        """\
         # both 429s: 10/s offered against 5/s burst 8, and 15 concurrent chats held long
         users = 40
         [[stages]]
@@ -89,13 +60,14 @@ def test_both_kinds_of_429_are_counted_exactly(tmp_path):
         [chat.hold]
         distribution = "fixed"
         mean = "30s"
-    """)
+    """,
+    )
     with running_emulator(config) as emu:
         done = locust(["--scenario", str(path), "--endpoint-url", emu.url, "--out", str(tmp_path / "out")])
         state = emu.state()
     assert done.returncode in (0, 1), done.stdout[-3000:]
     run = only_run(tmp_path / "out")
-    frame = attempts(run)
+    frame = attempts(run, parquet_only=True)
     ours = counts(frame, "StartChatContact")
     assert ours.get("throttled_tps", 0) > 0 and ours.get("throttled_concurrency", 0) > 0, ours
     for operation, by_class in state["operations"].items():
@@ -109,18 +81,27 @@ def test_both_kinds_of_429_are_counted_exactly(tmp_path):
     assert meta["quotas"]["source"] == "emulator" and meta["quotas"]["concurrent_chats"] == 15
     assert meta["workers"] == ["local"]
     assert (frame["attempts"] == 1).all() and (frame["first_outcome"] == frame["outcome"]).all()
-    for name in ("locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv", "locust_exceptions.csv",
-                 "locust.html"):
+    for name in (
+        "locust_stats.csv",
+        "locust_stats_history.csv",
+        "locust_failures.csv",
+        "locust_exceptions.csv",
+        "locust.html",
+    ):
         assert (run / name).is_file(), name
     failures = pd.read_csv(run / "locust_failures.csv")
-    assert set(failures["Error"]) <= {"throttled_tps TooManyRequestsException",
-                                      "throttled_concurrency LimitExceededException"}
+    assert set(failures["Error"]) <= {
+        "throttled_tps TooManyRequestsException",
+        "throttled_concurrency LimitExceededException",
+    }
     assert "Token" not in (run / "meta.json").read_text()
 
 
 def test_forty_chats_per_second_over_two_processes(tmp_path):
     config = {"rates": {"StartChatContact": HIGH, "StopContact": HIGH}}
-    path = scenario(tmp_path, """\
+    path = scenario_file(
+        tmp_path,
+        """\
         # 40 chats/s, no holds
         [[stages]]
         name = "forty"
@@ -128,18 +109,36 @@ def test_forty_chats_per_second_over_two_processes(tmp_path):
         target_rate = 40
         [chat]
         connect = false
-    """)
+    """,
+    )
     with running_emulator(config) as emu:
         port = str(free_port())  # never Locust's default 5557: other Locust processes may be about
-        done = locust(["--scenario", str(path), "--endpoint-url", emu.url, "--out", str(tmp_path / "out"),
-                       "--processes", "2", "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
-                       "--master-host", "127.0.0.1", "--master-port", port])
+        done = locust(
+            [
+                "--scenario",
+                str(path),
+                "--endpoint-url",
+                emu.url,
+                "--out",
+                str(tmp_path / "out"),
+                "--processes",
+                "2",
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                port,
+                "--master-host",
+                "127.0.0.1",
+                "--master-port",
+                port,
+            ]
+        )
         state = emu.state()
     assert done.returncode in (0, 1), done.stdout[-3000:]
     offered = state["operations"]["StartChatContact"]["requests"] / 10.0
     assert 39.6 <= offered <= 40.4, offered
     run = only_run(tmp_path / "out")
-    frame = attempts(run)
+    frame = attempts(run, parquet_only=True)
     assert sorted(frame["worker"].unique()) == ["w0", "w1"]
     starts = frame[frame["operation"] == "StartChatContact"]
     assert len(starts) == state["operations"]["StartChatContact"]["requests"]
@@ -151,7 +150,9 @@ def test_forty_chats_per_second_over_two_processes(tmp_path):
 
 
 def test_a_slow_target_drops_arrivals_and_invalidates_the_run(tmp_path):
-    path = scenario(tmp_path, """\
+    path = scenario_file(
+        tmp_path,
+        """\
         # two users, each chat held 3 s: most of 5 chats/s find no idle user
         users = 2
         [[stages]]
@@ -163,12 +164,13 @@ def test_a_slow_target_drops_arrivals_and_invalidates_the_run(tmp_path):
         [chat.hold]
         distribution = "fixed"
         mean = "3s"
-    """)
+    """,
+    )
     with running_emulator() as emu:
         done = locust(["--scenario", str(path), "--endpoint-url", emu.url, "--out", str(tmp_path / "out")])
         state = emu.state()
     run = only_run(tmp_path / "out")
-    frame = attempts(run)
+    frame = attempts(run, parquet_only=True)
     dropped = frame[frame["outcome"] == "dropped"]
     assert len(dropped) >= 10 and (dropped["operation"] == "StartChatContact").all()
     assert dropped["latency_ms"].isna().all() and (dropped["attempts"] == 0).all()
@@ -182,13 +184,16 @@ def test_a_slow_target_drops_arrivals_and_invalidates_the_run(tmp_path):
 
 
 def test_a_bad_scenario_is_one_line_and_exit_2(tmp_path):
-    path = scenario(tmp_path, """\
+    path = scenario_file(
+        tmp_path,
+        """\
         # broken
         [[stages]]
         name = "x"
         duration = "10s"
         target_rate = "fast"
-    """)
+    """,
+    )
     done = locust(["--scenario", str(path), "--out", str(tmp_path / "out")], timeout_s=60)
     assert done.returncode == 2
     assert f"chatload: {path}: stages[0].target_rate" in done.stdout
@@ -203,30 +208,33 @@ def test_no_emulator_is_said_clearly(tmp_path):
 
 
 def test_sigterm_ends_the_run_its_chats_and_keeps_the_rows(tmp_path):
-    import time
-
-    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--only-summary",
-           "--rate", "4", "--duration", "60s", "--hold", "30s", "--out", str(tmp_path / "out")]
+    args = [
+        "--headless",
+        "--only-summary",
+        "--rate",
+        "4",
+        "--duration",
+        "60s",
+        "--hold",
+        "30s",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     with running_emulator() as emu:
-        proc = subprocess.Popen([*cmd, "--endpoint-url", emu.url], cwd=ROOT, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        try:
+        with running_locust([*args, "--endpoint-url", emu.url]) as harness:
             deadline = time.time() + 30
-            while time.time() < deadline and not list((tmp_path / "out").glob("*/attempts/local.csv")):
+            while time.time() < deadline and not attempts_csv(tmp_path / "out"):
                 time.sleep(0.2)
             time.sleep(2)
-            proc.send_signal(signal.SIGTERM)
-            out, _ = proc.communicate(timeout=45)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            harness.proc.send_signal(signal.SIGTERM)
+            code = harness.wait(45)
+            out = harness.output()
         state = emu.state()
-    assert proc.returncode in (0, 1, 2), out[-3000:]
+    assert code in (0, 1, 2), out[-3000:]
     run = only_run(tmp_path / "out")
     meta = json.loads((run / "meta.json").read_text())
     assert meta["interrupted"] is True and meta["ended_early"] == "interrupted by SIGTERM"
     assert meta["clean_up"]["still_active"] == 0
     assert state["instances"][DEFAULT_INSTANCE_ID]["active_chats"] == 0
-    frame = attempts(run)
+    frame = attempts(run, parquet_only=True)
     assert counts(frame, "StartChatContact").get("ok", 0) == state["operations"]["StartChatContact"]["accepted"] > 0

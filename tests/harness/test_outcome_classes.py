@@ -3,7 +3,8 @@
 import pytest
 from botocore import exceptions as bce
 
-from harness.outcome import CALL_OUTCOMES, CallFailed, classify, classify_error
+from chatload.contracts import CALL_OUTCOMES
+from chatload.harness.outcome import CallFailed, classify, classify_error
 
 
 def client_error(status: int, code: str) -> bce.ClientError:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.pacer import ArrivalCounts, ArrivalLedger, Schedule, Share, equal_shares, merge_counts, wait
-from harness.scenario_model import Stage
+from chatload.harness.pacer import ArrivalCounts, ArrivalLedger, Schedule, Share, equal_shares, merge_counts, wait
+from chatload.harness.scenario.model import Stage
 
 
 def arrivals_between(schedule: Schedule, t0: float, t1: float) -> int:

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from harness import preflight as pf
-from harness.scenario import ChatLife, HoldTime, RetryPolicy, Safety, Scenario, Stage, Target, Thresholds
+from chatload.harness.cli import preflight as pf
+from chatload.harness.scenario.model import ChatLife, HoldTime, RetryPolicy, Safety, Scenario, Stage, Target, Thresholds
 
 INSTANCE = "0d5e2b6c-1111-4222-8333-944455556666"
 FLOW = "7f1e2d3c-aaaa-4bbb-8ccc-ddddeeeeffff"
@@ -60,7 +60,7 @@ def test_aws_missing_target_fields_are_named(field, flag):
 
 
 def test_aws_with_the_emulators_default_ids_is_refused():
-    from emulator.defaults import DEFAULT_INSTANCE_ID
+    from chatload.contracts import DEFAULT_INSTANCE_ID
 
     msg = pf.consent_error(scenario(FLAT, instance_id=DEFAULT_INSTANCE_ID), confirm_flag=True)
     assert msg is not None and "--instance-id" in msg
@@ -131,7 +131,7 @@ def test_linear_stage_with_its_own_start_rate():
 
 
 def test_plan_agrees_with_the_pacer():
-    pacer = pytest.importorskip("harness.pacer")
+    pacer = pytest.importorskip("chatload.harness.pacer")
     stages = [Stage("a", 7, 1.5), Stage("b", 11, 6.0, ramp="linear"), Stage("c", 3, 0.5)]
     p = pf.plan(scenario(stages))
     assert p.expected_arrivals == pytest.approx(pacer.Schedule(stages).expected_arrivals(21.0))

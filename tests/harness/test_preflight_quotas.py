@@ -9,7 +9,8 @@ import pytest
 from botocore.credentials import CredentialResolver
 from botocore.stub import Stubber
 
-from harness import preflight as pf
+from chatload.harness import service_quotas
+from chatload.harness.cli import preflight as pf
 
 REGION = "eu-west-2"
 ARN = "arn:aws:connect:eu-west-2:123456789012:instance/0d5e2b6c-1111-4222-8333-944455556666"
@@ -38,7 +39,7 @@ def test_applied_quotas_are_read():
     with Stubber(sq) as stub:
         stub.add_response("get_service_quota", quota("L-AA48CD49", 20.0), RATE_ARGS)
         stub.add_response("get_service_quota", quota("L-D4BA6F6E", 2500.0), CHATS_ARGS)
-        reading = pf.read_quotas(sq, REGION, ARN)
+        reading = service_quotas.read_quotas(sq, REGION, ARN)
         stub.assert_no_pending_responses()
     assert reading.source == "service-quotas"
     assert reading.start_chat_rate == 20.0
@@ -59,7 +60,7 @@ def test_access_denied_names_the_missing_permission_and_falls_back_to_defaults()
     with Stubber(sq) as stub:
         stub.add_client_error("get_service_quota", "AccessDeniedException", "not authorized", 400, RATE_ARGS)
         stub.add_client_error("get_service_quota", "AccessDeniedException", "not authorized", 400, CHATS_ARGS)
-        reading = pf.read_quotas(sq, REGION, ARN)
+        reading = service_quotas.read_quotas(sq, REGION, ARN)
         stub.assert_no_pending_responses()
     assert reading.source == "defaults"
     assert (reading.start_chat_rate, reading.start_chat_burst, reading.concurrent_chats) == (5.0, 8.0, 500)
@@ -76,7 +77,7 @@ def test_no_such_resource_reads_the_aws_default():
         stub.add_response("get_service_quota", quota("L-AA48CD49", 5.0), RATE_ARGS)
         stub.add_client_error("get_service_quota", "NoSuchResourceException", "no applied value", 400, CHATS_ARGS)
         stub.add_response("get_aws_default_service_quota", quota("L-D4BA6F6E", 100.0), CHATS_DEFAULT_ARGS)
-        reading = pf.read_quotas(sq, REGION, ARN)
+        reading = service_quotas.read_quotas(sq, REGION, ARN)
         stub.assert_no_pending_responses()
     assert reading.source == "service-quotas"
     assert reading.start_chat_burst == 8.0  # the default rate keeps its documented burst
@@ -90,7 +91,7 @@ def test_no_such_resource_then_access_denied_names_the_default_permission():
         stub.add_client_error("get_service_quota", "NoSuchResourceException", "none", 400, RATE_ARGS)
         stub.add_client_error("get_aws_default_service_quota", "AccessDeniedException", "no", 400, RATE_ARGS)
         stub.add_response("get_service_quota", quota("L-D4BA6F6E", 700.0), CHATS_ARGS)
-        reading = pf.read_quotas(sq, REGION, ARN)
+        reading = service_quotas.read_quotas(sq, REGION, ARN)
     assert reading.sources == {"StartChatContact": "defaults", "concurrent_chats": "service-quotas"}
     assert reading.source == "service-quotas"
     assert reading.start_chat_rate == 5.0 and reading.concurrent_chats == 700
@@ -102,7 +103,7 @@ def test_other_service_errors_fall_back_with_the_code():
     with Stubber(sq) as stub:
         stub.add_client_error("get_service_quota", "TooManyRequestsException", "slow down", 429, RATE_ARGS)
         stub.add_client_error("get_service_quota", "ServiceException", "oops", 500, CHATS_ARGS)
-        reading = pf.read_quotas(sq, REGION, ARN)
+        reading = service_quotas.read_quotas(sq, REGION, ARN)
     assert reading.source == "defaults"
     assert "TooManyRequestsException" in reading.notes[0] and "ServiceException" in reading.notes[1]
 
@@ -115,7 +116,7 @@ def test_account_id_from_sts():
             {"Account": "123456789012", "Arn": "arn:aws:iam::123456789012:user/x", "UserId": "AIDAX"},
             {},
         )
-        assert pf.account_id(sts) == "123456789012"
+        assert service_quotas.account_id(sts) == "123456789012"
 
 
 def test_expired_credentials_are_one_line():
@@ -123,7 +124,7 @@ def test_expired_credentials_are_one_line():
     with Stubber(sts) as stub:
         stub.add_client_error("get_caller_identity", "ExpiredToken", "expired", 403)
         with pytest.raises(pf.PreflightError, match=r"sts:GetCallerIdentity: ExpiredToken"):
-            pf.account_id(sts)
+            service_quotas.account_id(sts)
 
 
 def test_missing_credentials_are_one_line():
@@ -132,16 +133,19 @@ def test_missing_credentials_are_one_line():
     session.register_component("credential_provider", CredentialResolver(providers=[]))
     sts = session.create_client("sts", region_name=REGION, endpoint_url=NOWHERE)
     with pytest.raises(pf.PreflightError) as info:
-        pf.account_id(sts)
+        service_quotas.account_id(sts)
     assert str(info.value).startswith("no AWS credentials: set AWS_PROFILE")
     assert "\n" not in str(info.value)
 
 
 def test_instance_arn_by_partition():
-    assert pf.instance_arn("eu-west-2", "123456789012", "abc") == "arn:aws:connect:eu-west-2:123456789012:instance/abc"
-    assert pf.instance_arn("cn-north-1", "1", "abc").startswith("arn:aws-cn:connect:cn-north-1:1:")
-    assert pf.instance_arn("us-gov-west-1", "1", "abc").startswith("arn:aws-us-gov:")
-    assert pf.instance_arn("eu-west-2", "1", ARN) == ARN
+    assert (
+        service_quotas.instance_arn("eu-west-2", "123456789012", "abc")
+        == "arn:aws:connect:eu-west-2:123456789012:instance/abc"
+    )
+    assert service_quotas.instance_arn("cn-north-1", "1", "abc").startswith("arn:aws-cn:connect:cn-north-1:1:")
+    assert service_quotas.instance_arn("us-gov-west-1", "1", "abc").startswith("arn:aws-us-gov:")
+    assert service_quotas.instance_arn("eu-west-2", "1", ARN) == ARN
 
 
 def test_read_quotas_for_instance_uses_sts_then_service_quotas():
@@ -156,7 +160,7 @@ def test_read_quotas_for_instance_uses_sts_then_service_quotas():
         s1.add_response("get_caller_identity", {"Account": "123456789012"}, {})
         s2.add_response("get_service_quota", quota("L-AA48CD49", 8.0), RATE_ARGS)
         s2.add_response("get_service_quota", quota("L-D4BA6F6E", 900.0), CHATS_ARGS)
-        reading = pf.read_quotas_for_instance(
+        reading = service_quotas.read_quotas_for_instance(
             SimpleNamespace(client=make), REGION, "0d5e2b6c-1111-4222-8333-944455556666"
         )
     assert made == [("sts", REGION), ("service-quotas", REGION)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness import preflight as pf
-from harness import scenario_model
-from harness.pacer import Schedule
-from harness.scenario import ChatLife, HoldTime, RetryPolicy, Safety, Scenario, Stage, Target, Thresholds
+from chatload.harness.cli import preflight as pf
+from chatload.harness.pacer import Schedule
+from chatload.harness.scenario import model as scenario_model
+from chatload.harness.scenario.model import ChatLife, HoldTime, RetryPolicy, Safety, Scenario, Stage, Target, Thresholds
 
 STAGES = (
     Stage("up", 12, 6.0, ramp="linear"),

@@ -6,9 +6,9 @@ import io
 import logging
 
 import pytest
+from support import FakeClock
 
-from harness.live import LiveStats
-from harness.progress import (
+from chatload.harness.live.progress import (
     CLEAR_TO_END,
     PLAIN_PREFIX,
     ProgressPrinter,
@@ -17,14 +17,9 @@ from harness.progress import (
     plain_frame,
     terminal_frame,
 )
+from chatload.harness.live.stats import LiveStats
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 2_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+T0 = 2_000_000.0  # the fake clock's start
 
 
 def busy_live(clock: FakeClock) -> LiveStats:
@@ -54,7 +49,7 @@ def test_clock_text(seconds, text):
 
 
 def test_line_has_every_figure():
-    line = format_line(busy_live(FakeClock()).snapshot())
+    line = format_line(busy_live(FakeClock(T0)).snapshot())
     assert line == (
         "ramp 0:42 (1:17 left) | offered 0.0/s accepted 0.0/s (target 6.0/s) | "
         "throttled tps 10 conc 0 unknown 1 | errors 1 | dropped 1 | chats 37/500"
@@ -62,7 +57,7 @@ def test_line_has_every_figure():
 
 
 def test_line_rates_of_the_last_seconds():
-    clock = FakeClock()
+    clock = FakeClock(T0)
     live = busy_live(clock)
     clock.t -= 32.5  # right after the busy seconds
     line = format_line(live.snapshot())
@@ -70,7 +65,7 @@ def test_line_rates_of_the_last_seconds():
 
 
 def test_line_before_start_and_after_stop():
-    clock = FakeClock()
+    clock = FakeClock(T0)
     live = LiveStats(clock)
     assert format_line(live.snapshot()).startswith("waiting 0:00 | offered 0.0/s")
     live.start()
@@ -94,7 +89,7 @@ def test_plain_frame_is_a_whole_line():
 
 def test_printer_on_a_terminal_and_its_final_newline():
     out = io.StringIO()
-    printer = ProgressPrinter(busy_live(FakeClock()), out, is_terminal=True, width=200)
+    printer = ProgressPrinter(busy_live(FakeClock(T0)), out, is_terminal=True, width=200)
     assert printer.interval_s == pytest.approx(0.25)
     printer.draw()
     printer.draw()
@@ -106,7 +101,7 @@ def test_printer_on_a_terminal_and_its_final_newline():
 
 def test_printer_not_on_a_terminal_prints_plain_lines():
     out = io.StringIO()  # isatty() is False
-    printer = ProgressPrinter(busy_live(FakeClock()), out)
+    printer = ProgressPrinter(busy_live(FakeClock(T0)), out)
     assert not printer.is_terminal and printer.interval_s == pytest.approx(10.0)
     printer.draw()
     printer.finish()
@@ -123,7 +118,7 @@ def test_log_records_clear_the_progress_line_first():
     log.addHandler(handler)
     log.propagate = False
     try:
-        printer = ProgressPrinter(busy_live(FakeClock()), out, is_terminal=True, width=200)
+        printer = ProgressPrinter(busy_live(FakeClock(T0)), out, is_terminal=True, width=200)
         printer.hook_logging()
         printer.draw()
         log.warning("a locust log line")

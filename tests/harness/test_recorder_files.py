@@ -9,7 +9,9 @@ import textwrap
 
 import pandas as pd
 
-from harness.recorder import COLUMNS, CONTRACT_COLUMNS, Recorder, flush_forever, new_row
+from chatload.contracts import ATTEMPTS_COLUMNS as COLUMNS
+from chatload.contracts import ATTEMPTS_CONTRACT_COLUMNS
+from chatload.harness.recorder import Recorder, flush_forever, new_row
 
 
 def row(i: int, **kw) -> dict:
@@ -28,8 +30,23 @@ def row(i: int, **kw) -> dict:
 
 
 def test_columns_follow_the_contract_then_extras():
-    assert COLUMNS[: len(CONTRACT_COLUMNS)] == CONTRACT_COLUMNS
-    assert COLUMNS[len(CONTRACT_COLUMNS) :] == ("first_outcome", "start_lag_ms")
+    contract = (
+        "t_intended",
+        "t_start",
+        "latency_ms",
+        "operation",
+        "outcome",
+        "http_status",
+        "error_code",
+        "attempts",
+        "stage",
+        "worker",
+        "chat",
+        "contact_id",
+    )  # architecture.md section 3, in order
+    assert tuple(ATTEMPTS_CONTRACT_COLUMNS) == contract
+    assert COLUMNS[: len(contract)] == contract
+    assert COLUMNS[len(contract) :] == ("first_outcome", "start_lag_ms")
     r = row(1)
     assert r["first_outcome"] == "ok" and math.isclose(r["start_lag_ms"], 1.0)
     assert math.isnan(new_row("StopContact", "ok", t_start=1.0)["start_lag_ms"])
@@ -110,7 +127,7 @@ def test_a_killed_writer_leaves_a_readable_csv(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(tmp_path.parent)!r})
-        from harness.recorder import Recorder, new_row
+        from chatload.harness.recorder import Recorder, new_row
         rec = Recorder({str(tmp_path)!r}, "w3")
         for i in range(100):
             rec.record(new_row("StartChatContact", "ok", t_start=float(i), http_status=200, chat=str(i)))

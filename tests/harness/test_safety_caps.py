@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import safety
-from harness.scenario import Safety, Target, adhoc_scenario, load_scenario
+from chatload.harness import safety
+from chatload.harness.scenario.files import adhoc_scenario, load_scenario
+from chatload.harness.scenario.model import Safety, Target
 
 
 def scenario(kind: str = "aws", **caps):

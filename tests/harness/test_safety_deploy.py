@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenario import load_scenario
+from chatload.harness.scenario.files import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "deploy" / "kubernetes" / "chatload.yaml"
@@ -91,7 +91,7 @@ def test_manifest_parses_as_yaml():
 LIST_OPTIONS = """
 import json
 from locust import argument_parser
-from harness import options
+from chatload.harness.runtime import options
 parser = argument_parser.get_parser()
 options.add_arguments(parser)
 print(json.dumps(sorted(s for a in parser._actions for s in a.option_strings)))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenario import ScenarioError, adhoc_scenario, load_scenario
+from chatload.harness.scenario.files import adhoc_scenario, load_scenario
+from chatload.harness.scenario.schema import ScenarioError
 
 STAGE = '[[stages]]\nname = "s"\nduration = "10s"\ntarget_rate = 2\n'
 

@@ -8,21 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from emulator.defaults import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID, DEFAULT_REGION
-from harness.pacer import Schedule
-from harness.scenario import (
+from chatload.contracts import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID, DEFAULT_REGION
+from chatload.harness.pacer import Schedule
+from chatload.harness.scenario.duration import parse_duration
+from chatload.harness.scenario.files import adhoc_scenario, list_scenarios, load_scenario
+from chatload.harness.scenario.model import (
     AWS_DEFAULT_MAX_CHATS,
     AWS_DEFAULT_MAX_ERROR_SHARE,
     AWS_DEFAULT_MAX_RATE,
     HoldTime,
     Scenario,
     Stage,
-    adhoc_scenario,
     chat_life_s,
     expected_active_chats,
-    list_scenarios,
-    load_scenario,
-    parse_duration,
     peak_rate,
     planned_chats,
     pool_size,

@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import textwrap
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,11 +21,11 @@ from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 import pytest
+from support import run_locust, scenario_file
 
-from emulator.defaults import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
-from emulator.testing import running_emulator
+from chatload.contracts import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
+from chatload.emulator_control import running_emulator
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 HIGH = {"rate": 1000, "burst": 1000}
@@ -44,8 +39,12 @@ class Seen:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.secrets: dict[str, set[str]] = {"ParticipantToken": set(), "ConnectionToken": set(), "bearer": set(),
-                                             "signature": set()}
+        self.secrets: dict[str, set[str]] = {
+            "ParticipantToken": set(),
+            "ConnectionToken": set(),
+            "bearer": set(),
+            "signature": set(),
+        }
         self.operations: dict[str, int] = {}
 
     def add(self, kind: str, value: str) -> None:
@@ -141,8 +140,9 @@ def texts_of(path: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def test_no_token_or_credential_reaches_the_run_folder_or_the_log(tmp_path):
-    scenario = tmp_path / "scenario.toml"
-    scenario.write_text(textwrap.dedent("""\
+    scenario = scenario_file(
+        tmp_path,
+        """\
         # 5 chats/s for 4 s: connect, three messages, hold, disconnect
         [[stages]]
         name = "secrets"
@@ -155,26 +155,32 @@ def test_no_token_or_credential_reaches_the_run_folder_or_the_log(tmp_path):
         [chat.hold]
         distribution = "fixed"
         mean = "0.5s"
-    """))
+    """,
+    )
     out = tmp_path / "out"
     seen = Seen()
-    config = {"rates": {"StartChatContact": HIGH, "StopContact": HIGH},
-              "participant_rates": {op: HIGH for op in ("CreateParticipantConnection", "SendMessage",
-                                                        "DisconnectParticipant")}}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    config = {
+        "rates": {"StartChatContact": HIGH, "StopContact": HIGH},
+        "participant_rates": {
+            op: HIGH for op in ("CreateParticipantConnection", "SendMessage", "DisconnectParticipant")
+        },
+    }
+    log = tmp_path / "locust.log"  # outside the run folder: scanned on its own
     with running_emulator(config) as emu, recording_proxy(emu.url, seen) as proxy:
-        cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless",
-               "--loglevel", "DEBUG", "--scenario", str(scenario), "--endpoint-url", proxy, "--out", str(out)]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        try:
-            stdout, stderr = proc.communicate(timeout=90)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
+        args = [
+            "--headless",
+            "--loglevel",
+            "DEBUG",
+            "--scenario",
+            str(scenario),
+            "--endpoint-url",
+            proxy,
+            "--out",
+            str(out),
+        ]
+        done = run_locust(args, timeout_s=90, log=log)
         state = emu.state()
-    assert proc.returncode in (0, 1), stderr.decode(errors="replace")[-3000:]
+    assert done.returncode in (0, 1), done.stdout[-3000:]
     # the proxy really saw the secrets of every chat
     chats = state["operations"]["StartChatContact"]["accepted"]
     connections = state["operations"]["CreateParticipantConnection"]["accepted"]
@@ -194,15 +200,26 @@ def test_no_token_or_credential_reaches_the_run_folder_or_the_log(tmp_path):
     run = next(out.iterdir())
     files = sorted(p for p in run.rglob("*") if p.is_file())
     names = {p.relative_to(run).as_posix() for p in files}
-    for expected in ("meta.json", "summary.json", "report.html", "report.md", "junit.xml", "locust.html",
-                     "locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv", "attempts/local.parquet",
-                     "tables/per_second.csv"):
+    for expected in (
+        "meta.json",
+        "summary.json",
+        "report.html",
+        "report.md",
+        "junit.xml",
+        "locust.html",
+        "locust_stats.csv",
+        "locust_stats_history.csv",
+        "locust_failures.csv",
+        "attempts/local.parquet",
+        "tables/per_second.csv",
+    ):
         assert expected in names, (expected, sorted(names))
     sources = [(where, data) for path in files for where, data in texts_of(path)]
-    sources += [("locust stdout", stdout), ("locust stderr", stderr)]
+    sources += [("locust output (stdout and stderr)", log.read_bytes())]
     # the dummy secret key is also the project's name: look for it where a leaked credential would be
-    secret_key = re.compile(rb"(?i)(secret|aws_secret_access_key|password|credential)[\"' :=]{1,6}"
-                            + re.escape(DEFAULT_SECRET_KEY.encode()))
+    secret_key = re.compile(
+        rb"(?i)(secret|aws_secret_access_key|password|credential)[\"' :=]{1,6}" + re.escape(DEFAULT_SECRET_KEY.encode())
+    )
     leaks = []
     for where, data in sources:
         for needle, kind in needles.items():

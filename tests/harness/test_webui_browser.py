@@ -5,20 +5,17 @@ numbers, stopping it from the UI leaves a run folder with meta.json and attempts
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from support import running_locust
 
-from emulator.testing import running_emulator
-from harness.processes import free_port
+from chatload.emulator_control import running_emulator
+from chatload.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCUST = str(Path(sys.executable).with_name("locust"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -54,7 +51,6 @@ pytestmark = [
 ]
 
 
-
 def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -66,16 +62,6 @@ def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float 
         except OSError:
             time.sleep(0.3)
     pytest.fail(f"locust's web UI did not answer at {url}:\n{log.read_text()[-3000:]}")
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def cell(page, figure: str, column: int) -> str:
@@ -109,16 +95,12 @@ def test_run_from_the_web_ui_moves_the_throttling_tab(tmp_path):
     reports = tmp_path / "reports"
     port = free_port()
     log = tmp_path / "locust.log"
-    with running_emulator() as emu, log.open("w") as log_file:
-        proc = subprocess.Popen(
-            [LOCUST, "-f", str(ROOT / "locustfile.py"), "--web-host", "127.0.0.1", "--web-port", str(port),
-             "--scenario", str(scenario), "--endpoint-url", emu.url, "--out", str(reports)],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
+    with running_emulator() as emu:
+        args = ["--web-host", "127.0.0.1", "--web-port", str(port), "--scenario", str(scenario)]
+        args += ["--endpoint-url", emu.url, "--out", str(reports)]
+        with running_locust(args, log=log) as locust:
             base = f"http://127.0.0.1:{port}/"
-            wait_for_http(base, proc, log)
+            wait_for_http(base, locust.proc, log)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 try:
@@ -165,5 +147,3 @@ def test_run_from_the_web_ui_moves_the_throttling_tab(tmp_path):
             wait_until(lambda: any((folder / "attempts").glob("*")), 15, "attempts files")
             ground_truth = emu.state()["operations"]["StartChatContact"]["accepted"]
             assert ground_truth >= accepted > 0
-        finally:
-            stop_process(proc)

@@ -7,17 +7,22 @@ import json
 from types import SimpleNamespace
 
 from flask import Flask, jsonify
+from support import FakeClock
 
-from harness.live import LiveStats
-from harness.webui import CSV_PATH, LIVE_PATH, TAB, TAB_KEY, TABLE, live_payload, register, series_csv, tab_rows
+from chatload.harness.live.stats import LiveStats
+from chatload.harness.live.webui import (
+    CSV_PATH,
+    LIVE_PATH,
+    TAB,
+    TAB_KEY,
+    TABLE,
+    live_payload,
+    register,
+    series_csv,
+    tab_rows,
+)
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 3_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+T0 = 3_000_000.0  # the fake clock's start
 
 
 def busy_live(clock: FakeClock) -> LiveStats:
@@ -42,7 +47,7 @@ def by_figure(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
 
 
 def test_rows_show_every_figure():
-    rows = tab_rows(busy_live(FakeClock()).snapshot())
+    rows = tab_rows(busy_live(FakeClock(T0)).snapshot())
     assert all(set(r) == {c["key"] for c in TABLE["structure"]} for r in rows)
     assert all(isinstance(v, str) for r in rows for v in r.values())
     table = by_figure(rows)
@@ -65,13 +70,13 @@ def test_rows_show_every_figure():
 
 
 def test_rows_before_any_call():
-    table = by_figure(tab_rows(LiveStats(FakeClock()).snapshot()))
+    table = by_figure(tab_rows(LiveStats(FakeClock(T0)).snapshot()))
     assert table["Offered arrivals (StartChatContact)"]["total"] == "0"
     assert table["Active chats"]["note"] == "quota unknown"
 
 
 def test_payload_and_csv():
-    snap = busy_live(FakeClock()).snapshot()
+    snap = busy_live(FakeClock(T0)).snapshot()
     payload = json.loads(json.dumps(live_payload(snap)))
     assert payload["offered"] == 36 and payload["accepted"] == 20 and payload["dropped"] == 4
     assert payload["rates"]["throttled_tps"] == 2.0
@@ -99,7 +104,7 @@ def fake_web_ui(base: str = "") -> SimpleNamespace:
 
 
 def test_register_adds_the_tab_and_routes():
-    live = busy_live(FakeClock())
+    live = busy_live(FakeClock(T0))
     web_ui = fake_web_ui()
     register(web_ui, live)
     register(web_ui, live)  # once only
@@ -118,7 +123,7 @@ def test_register_adds_the_tab_and_routes():
 
 def test_register_under_a_base_path():
     web_ui = fake_web_ui("/locust")
-    register(web_ui, busy_live(FakeClock()))
+    register(web_ui, busy_live(FakeClock(T0)))
     client = web_ui.app.test_client()
     keys = [e["key"] for e in client.get("/locust/stats/requests").get_json()["extended_stats"]]
     assert keys == ["other", TAB_KEY]

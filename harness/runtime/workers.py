@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from harness.pacer import Share
-from harness.run import Run
+from chatload.harness.pacer import Share
+from chatload.harness.runtime.coordinator import Run
 
 log = logging.getLogger("chatload")
 

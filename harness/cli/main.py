@@ -9,14 +9,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness import processes
-from harness.runid import new_run_id
+from chatload.contracts import (
+    CONNECT_ENDPOINT_ENV,
+    EXIT_CODES,
+    EXIT_INVALID,
+    EXIT_OK,
+    RETRY_MODES,
+    endpoint_from_env,
+)
+from chatload.emulator_control import EmulatorStartError, running_emulator
+from chatload.harness.cli import processes
+from chatload.harness.runid import new_run_id
+from chatload.harness.scenario.files import builtin_scenarios, find_scenario
 
-EXIT_OK, EXIT_THRESHOLD, EXIT_INVALID = 0, 1, 2
+if TYPE_CHECKING:
+    from chatload.harness.scenario.model import Scenario
 
 
 class UsageError(Exception):
@@ -110,7 +124,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", help="AWS Region of the instance (target aws)")
     p.add_argument("--instance-id", help="Amazon Connect instance id (target aws)")
     p.add_argument("--contact-flow-id", help="contact flow id for StartChatContact (target aws)")
-    p.add_argument("--retry-mode", choices=["off", "standard", "adaptive", "legacy"], help="SDK retries")
+    p.add_argument("--retry-mode", choices=RETRY_MODES, help="SDK retries")
     p.add_argument("--max-attempts", type=int, help="SDK attempts per call when retries are on")
     p.add_argument("--confirm-real-instance", action="store_true", help="consent to load a real instance")
     p.add_argument("--max-chats", type=int, help="cap on chats started in the run")
@@ -121,22 +135,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- scenario resolution
 
 
+def packaged_locustfile() -> Path:
+    """The Locust entry point shipped inside the package (a copy of the repository's locustfile.py)."""
+    return Path(str(resources.files("chatload") / "locustfile.py"))
+
+
 def resolve_scenario_path(name: str | None) -> Path:
     """A path as given, or a built-in name from scenarios/ (with or without .toml)."""
-    if name is None:
-        name = "ci-smoke"
-    path = Path(name)
-    if path.is_file():
-        return path
-    builtin_dir = processes.project_root() / "scenarios"
-    for candidate in (builtin_dir / name, builtin_dir / f"{name}.toml"):
-        if candidate.is_file():
-            return candidate
+    found = find_scenario(name or "ci-smoke")
+    if found is not None:
+        return found
     raise UsageError(f"scenario {name!r}: no such file or built-in scenario (list them with `chatload scenarios`)")
 
 
-def load_run_scenario(args: argparse.Namespace):  # -> harness.scenario.Scenario
-    from harness import scenario as sc
+def load_run_scenario(args: argparse.Namespace) -> Scenario:
+    from chatload.harness.scenario import files, schema
 
     try:
         if args.rate is not None or args.duration is not None:
@@ -148,17 +161,17 @@ def load_run_scenario(args: argparse.Namespace):  # -> harness.scenario.Scenario
                 raise UsageError(f"--rate: must be > 0 chats/s, got {args.rate}")
             duration = _duration_flag("--duration", args.duration)
             hold = _duration_flag("--hold", args.hold) if args.hold is not None else 0.0
-            return sc.adhoc_scenario(args.rate * args.rate_multiplier, duration, hold_s=hold)
+            return files.adhoc_scenario(args.rate * args.rate_multiplier, duration, hold_s=hold)
         path = resolve_scenario_path(args.scenario)
         if args.rate_multiplier <= 0:
             raise UsageError(f"--rate-multiplier: must be > 0, got {args.rate_multiplier}")
-        return sc.load_scenario(path, rate_multiplier=args.rate_multiplier)
-    except sc.ScenarioError as exc:
+        return files.load_scenario(path, rate_multiplier=args.rate_multiplier)
+    except schema.ScenarioError as exc:
         raise UsageError(str(exc)) from None
 
 
 def _duration_flag(flag: str, text: str) -> float:
-    from harness.scenario import parse_duration
+    from chatload.harness.scenario.duration import parse_duration
 
     try:
         return parse_duration(text)
@@ -197,8 +210,8 @@ def locust_options(args: argparse.Namespace, scenario_path: Path | None) -> list
 
 def preflight(args: argparse.Namespace, scenario) -> str:
     """Consent, caps and the pre-flight summary; returns the target kind."""
-    from harness import preflight as pf
-    from harness import safety
+    from chatload.harness import safety
+    from chatload.harness.cli import preflight as pf
 
     target = args.target or scenario.target.kind
     if target == "aws":
@@ -219,22 +232,23 @@ def preflight(args: argparse.Namespace, scenario) -> str:
 
 def real_instance_preflight(scenario, plan) -> dict:
     """Credentials and applied quotas, read by a child process (this one stays free of boto3)."""
-    import dataclasses
     import json
     import subprocess
 
-    request = {"region": scenario.target.region, "instance_id": scenario.target.instance_id,
-               "plan": dataclasses.asdict(plan)}  # fmt: skip
+    from chatload.harness.cli.preflight import quota_warnings, reading_of
+
+    request = {"region": scenario.target.region, "instance_id": scenario.target.instance_id}
     result = subprocess.run(
-        [sys.executable, "-m", "harness.preflight_check"],
+        [sys.executable, "-m", "chatload.harness.service_quotas"],
         input=json.dumps(request), capture_output=True, text=True, timeout=120,
-        cwd=processes.project_root(),
     )  # fmt: skip
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines() or [f"pre-flight failed with exit code {result.returncode}"]
         raise UsageError(lines[-1].removeprefix("chatload: "))
     found = json.loads(result.stdout)
-    for warning in found.get("warnings", []):
+    reading = reading_of(found["quotas"])
+    found["warnings"] = [*reading.notes, *quota_warnings(plan, reading)]
+    for warning in found["warnings"]:
         print(f"chatload: warning: {warning}", file=sys.stderr)
     return found
 
@@ -264,15 +278,29 @@ def target_endpoint(args: argparse.Namespace, target: str) -> Iterator[str | Non
         processes.check_endpoint(args.endpoint_url)
         yield args.endpoint_url
         return
+    from_env = endpoint_from_env(CONNECT_ENDPOINT_ENV, dict(os.environ))
+    if from_env:  # boto3's convention: Locust's clients read the variables themselves
+        if target == "emulator":
+            processes.check_endpoint(from_env)
+        print(f"chatload: endpoint {from_env} (from the environment)", file=sys.stderr)
+        yield None
+        return
     if target == "aws":
         yield None
         return
     config = args.emulator_config
     if config is not None and not config.is_file():
         raise UsageError(f"--emulator-config {config}: no such file")
-    with processes.emulator_process(config=config) as emu:
+    try:
+        emulator = running_emulator(config)
+        emu = emulator.__enter__()
+    except EmulatorStartError as exc:
+        raise processes.ProcessError(str(exc)) from None
+    try:
         print(f"chatload: emulator at {emu.url}", file=sys.stderr)
         yield emu.url
+    finally:
+        emulator.__exit__(None, None, None)
 
 
 # ---------------------------------------------------------------- commands
@@ -290,7 +318,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with target_endpoint(args, target) as endpoint:
         cmd = [
             sys.executable, "-m", "locust",
-            "-f", str(processes.project_root() / "locustfile.py"),
+            "-f", str(packaged_locustfile()),
             "--headless", "--only-summary",
             "--run-id", run_id,
             *locust_options(args, scenario_path),
@@ -305,7 +333,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]  # fmt: skip
         print(f"chatload: run {run_id}: {scenario.name}, {total_s:.0f} s, target {target}", file=sys.stderr)
         code = processes.run_locust(cmd, watchdog_s=total_s + 180)
-    code = code if code in (EXIT_OK, EXIT_THRESHOLD, EXIT_INVALID) else EXIT_INVALID
+    code = code if code in EXIT_CODES else EXIT_INVALID
     print(f"chatload: {verdict(run_dir, code)}", file=sys.stderr)
     return code
 
@@ -336,7 +364,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     with target_endpoint(args, target) as endpoint:
         cmd = [
             sys.executable, "-m", "locust",
-            "-f", str(processes.project_root() / "locustfile.py"),
+            "-f", str(packaged_locustfile()),
             "--web-host", args.web_host, "--web-port", str(args.web_port),
             *locust_options(args, scenario_path),
         ]  # fmt: skip
@@ -344,26 +372,29 @@ def cmd_ui(args: argparse.Namespace) -> int:
             cmd += ["--endpoint-url", endpoint]
         print(f"chatload: web UI at http://{args.web_host}:{args.web_port} (Ctrl-C to stop)", file=sys.stderr)
         code = processes.run_locust(cmd, watchdog_s=None)
-    return code if code in (EXIT_OK, EXIT_THRESHOLD, EXIT_INVALID) else EXIT_INVALID
+    return code if code in EXIT_CODES else EXIT_INVALID
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from emulator import server
-
-    argv = ["--host", args.host, "--port", str(args.port)]
+    """The emulator in the foreground: this process becomes `python -m chatload.emulator` (the
+    harness and the emulator meet only over HTTP, never by import)."""
+    argv = [sys.executable, "-m", "chatload.emulator", "--host", args.host, "--port", str(args.port)]
     if args.config is not None:
         argv += ["--config", str(args.config)]
-    return server.main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+    return EXIT_INVALID  # not reached: execv replaces this process
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from analysis import report
+    from chatload.analysis import report
 
     return report.main([str(args.run_dir)])
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from analysis import compare
+    from chatload.analysis import compare
 
     argv = [str(args.run_a), str(args.run_b)]
     if args.out is not None:
@@ -372,9 +403,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from harness.scenario import list_scenarios
+    from chatload.harness.scenario.files import list_scenarios
 
-    rows = list_scenarios(processes.project_root() / "scenarios")
+    rows = list_scenarios(builtin_scenarios())
     width = max((len(name) for name, _, _ in rows), default=0)
     for name, purpose, _path in rows:
         print(f"{name:<{width}}  {purpose}")

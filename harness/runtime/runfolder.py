@@ -8,19 +8,19 @@ own `attempts/<worker>.*` (harness.recorder).
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_THRESHOLD, EXIT_INVALID = 0, 1, 2
+from chatload.contracts import EXIT_INVALID, EXIT_OK, EXIT_THRESHOLD
+
 REPORT_TIMEOUT_S = 600
 
 
@@ -54,71 +54,6 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[name] = "unknown"
     return found
-
-
-# ---------------------------------------------------------------- the emulator's admin API
-
-
-def admin(endpoint: str, method: str, path: str, payload: Any = None, timeout_s: float = 3.0) -> Any:
-    """One call to the emulator's admin API; raises OSError when nothing answers."""
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(
-        endpoint.rstrip("/") + path, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        return json.loads(response.read() or b"{}")
-
-
-def emulator_problem(endpoint: str) -> str | None:
-    """None when an emulator answers at `endpoint`, else one line saying what to do."""
-    try:
-        admin(endpoint, "GET", "/_emulator/health")
-        return None
-    except urllib.error.HTTPError as exc:
-        return f"{endpoint} answered HTTP {exc.code} to /_emulator/health: is this a chatload emulator?"
-    except (OSError, ValueError):
-        return (
-            f"no chatload emulator answers at {endpoint}: start one with `chatload emulator` "
-            "(or `python -m emulator`), or pass --endpoint-url URL"
-        )
-
-
-def emulator_quotas(endpoint: str, instance_id: str) -> dict[str, Any]:
-    """meta.json "quotas" read from the emulator's live configuration and state."""
-    config = admin(endpoint, "GET", "/_emulator/config")
-    state = admin(endpoint, "GET", "/_emulator/state")
-    start = config.get("rates", {}).get("StartChatContact") or config.get("rates", {}).get("default") or {}
-    instance = state.get("instances", {}).get(instance_id, {})
-    return {
-        "source": "emulator",
-        "StartChatContact": {"rate": start.get("rate"), "burst": start.get("burst")},
-        "concurrent_chats": instance.get("concurrent_chats"),
-        "rates": config.get("rates", {}),
-        "participant_rates": config.get("participant_rates", {}),
-        "time_scale": state.get("time_scale"),
-    }
-
-
-def default_quotas() -> dict[str, Any]:
-    """AWS's documented defaults for new accounts (what a real instance has unless raised)."""
-    return {
-        "source": "defaults",
-        "StartChatContact": {"rate": 5.0, "burst": 8.0},
-        "concurrent_chats": 500,
-    }
-
-
-def aws_quotas(region: str, instance_id: str) -> dict[str, Any]:
-    """Applied quotas from Service Quotas for a real instance; AWS's defaults (with the reason in
-    "notes") when they cannot be read."""
-    import boto3
-
-    from harness.preflight import PreflightError, meta_quotas, read_quotas_for_instance
-
-    try:
-        return meta_quotas(read_quotas_for_instance(boto3.Session(), region, instance_id))
-    except PreflightError as exc:
-        return {**default_quotas(), "notes": [str(exc)]}
 
 
 # ---------------------------------------------------------------- Locust's own outputs
@@ -173,12 +108,11 @@ class LocustOutputs:
 
 
 def report_command(run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "analysis.report", str(run_dir)]
+    return [sys.executable, "-m", "chatload.analysis.report", str(run_dir)]
 
 
 def analysis_available() -> bool:
-    root = Path(__file__).resolve().parent.parent
-    return (root / "analysis" / "report.py").is_file()
+    return importlib.util.find_spec("chatload.analysis.report") is not None
 
 
 def exit_code_of(returncode: int | None) -> int:
@@ -190,12 +124,9 @@ def run_report(run_dir: Path, timeout_s: float = REPORT_TIMEOUT_S) -> tuple[int,
     """Build the run's report in a child process (never in the gevent process); returns
     (exit code 0/1/2, a line for the log)."""
     if not analysis_available():
-        return EXIT_INVALID, f"chatload: no report for {run_dir}: the analysis package (analysis/report.py) is missing"
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        return EXIT_INVALID, f"chatload: no report for {run_dir}: the analysis package (chatload.analysis) is missing"
     try:
-        done = subprocess.run(report_command(run_dir), cwd=root, env=env, timeout=timeout_s, check=False)
+        done = subprocess.run(report_command(run_dir), timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         return EXIT_INVALID, f"chatload: the report for {run_dir} took longer than {timeout_s:.0f} s"
     code = exit_code_of(done.returncode)

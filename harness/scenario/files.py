@@ -9,25 +9,30 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from emulator.defaults import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID, DEFAULT_REGION
-from harness.duration import format_duration, parse_duration
-from harness.scenario_model import (
+from chatload.contracts import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_CONTACT_FLOW_ID,
+    DEFAULT_INSTANCE_ID,
+    DEFAULT_REGION,
+    OUTCOMES,
+    RETRY_MODES,
+)
+from chatload.harness.scenario.duration import format_duration, parse_duration
+from chatload.harness.scenario.model import (
     AWS_DEFAULT_MAX_CHATS,
     AWS_DEFAULT_MAX_ERROR_SHARE,
     AWS_DEFAULT_MAX_RATE,
     CONNECT_DEADLINE_S,
     CONTENT_TYPES,
-    DEFAULT_ATTEMPTS,
     DISTRIBUTIONS,
     EMULATOR_CONFIG_KEYS,
     END_BY,
-    OUTCOMES,
     PERSISTENT,
     RAMPS,
-    RETRY_MODES,
     TARGET_KINDS,
     ChatLife,
     HoldTime,
@@ -39,7 +44,7 @@ from harness.scenario_model import (
     Thresholds,
     plain_data,
 )
-from harness.scenario_schema import Table, scenario_error, show, suggestion
+from chatload.harness.scenario.schema import Table, scenario_error, show, suggestion
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
@@ -352,13 +357,31 @@ def _safety(table: Table, kind: str | None) -> Safety:
     )
 
 
-def list_scenarios(directory: str | Path) -> list[tuple[str, str, Path]]:
+def builtin_scenarios() -> Path:
+    """The folder of the built-in scenarios, shipped inside the package (chatload/scenarios)."""
+    return Path(str(resources.files("chatload") / "scenarios"))
+
+
+def find_scenario(name: str) -> Path | None:
+    """A scenario file: `name` as a path (relative to the working directory), else the built-in
+    scenario of that name (with or without .toml); None when neither exists."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    if len(path.parts) == 1:
+        for candidate in (builtin_scenarios() / name, builtin_scenarios() / f"{name}.toml"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def list_scenarios(directory: str | Path | None = None) -> list[tuple[str, str, Path]]:
     """(name, purpose line, path) of every *.toml in `directory`, sorted by name.
 
     Reads only the name and purpose (a broken file is listed with its problem as the purpose).
     """
     found = []
-    for path in sorted(Path(directory).glob("*.toml")):
+    for path in sorted(Path(directory or builtin_scenarios()).glob("*.toml")):
         try:
             text = path.read_text(encoding="utf-8")
             raw = tomllib.loads(text)

@@ -1,7 +1,7 @@
 """The figures of a live run at one moment (`LiveSnapshot`) and the count helpers (pure).
 
-Counts are ``{operation: {outcome: count}}``. harness.live produces snapshots; harness.progress and
-harness.webui only format them.
+Counts are ``{operation: {outcome: count}}``. live.stats produces snapshots; live.progress and
+live.webui only format them (outcome classes in contracts.OUTCOMES order, any other string after them).
 """
 
 from __future__ import annotations
@@ -9,13 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-START_CHAT = "StartChatContact"
-OK = "ok"
-DROPPED = "dropped"
-THROTTLES = ("throttled_tps", "throttled_concurrency", "throttled_unknown")
-ERRORS = ("client_error", "server_error", "timeout", "connection_error")
-# Display order of outcome classes; any other outcome string is still counted and shown after these.
-OUTCOMES = (OK, *THROTTLES, *ERRORS, DROPPED)
+from chatload.contracts import DROPPED, OK, START_CHAT, THROTTLES
 
 Counts = dict[str, dict[str, int]]  # operation -> outcome -> count
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from harness.duration import EXAMPLES, parse_duration
+from chatload.harness.scenario.duration import EXAMPLES, parse_duration
 
 
 class ScenarioError(ValueError):

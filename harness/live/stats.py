@@ -16,7 +16,8 @@ since its previous report (per-second deltas, total deltas) plus its gauges (act
 quota); Locust ships it to the master inside its own stats message (`report_to_master` /
 `worker_report`, every 3 s), and the master's `merge()` adds it into its own windows and totals.
 On the master, rates end at the oldest second every live worker has fully reported, so a rate is
-never computed over a second that is still on its way. `install()` wires all of this on any runner.
+never computed over a second that is still on its way. chatload.harness.live.install wires all of this
+on any runner.
 
 This module imports neither locust nor gevent at import time (its tests run without them).
 """
@@ -29,16 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.live_snapshot import (
-    DROPPED,
-    OK,
-    START_CHAT,
-    Counts,
-    LiveSnapshot,
-    add_counts,
-    copy_counts,
-    diff_counts,
-)
+from chatload.contracts import DROPPED, OK, START_CHAT
+from chatload.harness.live.snapshot import Counts, LiveSnapshot, add_counts, copy_counts, diff_counts
 
 REPORT_KEY = "chatload"  # key of our figures inside Locust's worker report
 REPORT_VERSION = 1
@@ -297,74 +290,3 @@ class LiveStats:
 
 
 # ---------------------------------------------------------------------- wiring into Locust
-
-
-def install(environment: Any, live: LiveStats, *, total_duration_s: float | None) -> None:
-    """Register `live` on a Locust environment, whatever its runner (local, master, worker, none yet).
-
-    - every process: test_start starts the counts from zero, test_stop freezes the elapsed time;
-    - worker: our report rides on Locust's stats message under ``data["chatload"]``;
-    - master: each worker's report is merged, so the master's figures are global;
-    - master or local with a web UI: the Throttling tab and ``/chatload/live`` (harness.webui);
-    - headless master or local: the progress line (harness.progress).
-    Calling it again with the same LiveStats does nothing; before the runner exists it waits for init.
-    """
-    if total_duration_s is not None:
-        live.set_duration(total_duration_s)
-    installed = getattr(environment, "chatload_live", None)
-    if installed is live:
-        return
-    environment.chatload_live = live
-    if environment.runner is None:
-
-        def on_init(environment: Any, **_kwargs: Any) -> None:
-            _wire(environment, live)
-
-        environment.events.init.add_listener(on_init)
-    else:
-        _wire(environment, live)
-
-
-def _wire(environment: Any, live: LiveStats) -> None:
-    from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
-
-    from harness import progress, webui
-
-    events = environment.events
-    runner = environment.runner
-    is_worker = isinstance(runner, WorkerRunner)
-
-    events.test_start.add_listener(lambda **_kwargs: live.start())
-    events.test_stop.add_listener(lambda **_kwargs: live.stop())
-    if runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING) and live.started_at is None:
-        live.start()  # installed in the middle of a run
-
-    if is_worker:
-
-        def on_report_to_master(client_id: str, data: dict, **_kwargs: Any) -> None:
-            data[REPORT_KEY] = live.take_report()
-
-        events.report_to_master.add_listener(on_report_to_master)
-        return
-
-    if isinstance(runner, MasterRunner):
-
-        def on_worker_report(client_id: str, data: dict, **_kwargs: Any) -> None:
-            report = data.get(REPORT_KEY)
-            if report is not None:
-                live.merge(client_id, report)
-
-        events.worker_report.add_listener(on_worker_report)
-
-    if environment.web_ui is not None:
-        webui.register(environment.web_ui, live)
-    else:
-
-        def on_init(web_ui: Any = None, **_kwargs: Any) -> None:
-            if web_ui is not None:
-                webui.register(web_ui, live)
-
-        events.init.add_listener(on_init)
-        options = environment.parsed_options
-        if options is not None and getattr(options, "headless", False):
-            progress.attach(environment, live)

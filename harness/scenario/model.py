@@ -13,25 +13,12 @@ from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any, Literal
 
-from emulator.defaults import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID, DEFAULT_REGION
+from chatload.contracts import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID, DEFAULT_REGION
 
-OUTCOMES = (
-    "ok",
-    "throttled_tps",
-    "throttled_concurrency",
-    "throttled_unknown",
-    "client_error",
-    "server_error",
-    "timeout",
-    "connection_error",
-    "dropped",
-)
 RAMPS = ("step", "linear")
 DISTRIBUTIONS = ("fixed", "exponential", "lognormal")
 END_BY = ("disconnect", "stop_contact")
 PERSISTENT = ("ENTIRE_PAST_SESSION", "FROM_SEGMENT")
-RETRY_MODES = ("off", "standard", "adaptive", "legacy")
-DEFAULT_ATTEMPTS = {"off": 1, "standard": 3, "adaptive": 3, "legacy": 5}  # botocore's defaults
 TARGET_KINDS = ("emulator", "aws")
 CONTENT_TYPES = ("text/plain", "text/markdown", "application/json")
 EMULATOR_CONFIG_KEYS = ("emulator", "rates", "participant_rates", "instances")
@@ -130,7 +117,7 @@ class ChatLife:
 class RetryPolicy:
     """The SDK's retries; "off" means mode standard with 1 attempt (every 429 seen raw)."""
 
-    mode: Literal["off", "standard", "adaptive", "legacy"] = "off"
+    mode: str = "off"  # one of chatload.contracts.RETRY_MODES
     max_attempts: int = 1
 
 

@@ -19,9 +19,23 @@ import json
 import logging
 from typing import Any
 
-from harness.live import LiveStats
-from harness.live_snapshot import DROPPED, OK, OUTCOMES, START_CHAT, THROTTLES, LiveSnapshot
-from harness.progress import clock_text, rate_text, stage_text
+from chatload.contracts import (
+    CLIENT_ERROR,
+    CONNECTION_ERROR,
+    DROPPED,
+    OK,
+    OUTCOMES,
+    SERVER_ERROR,
+    START_CHAT,
+    THROTTLED_CONCURRENCY,
+    THROTTLED_TPS,
+    THROTTLED_UNKNOWN,
+    THROTTLES,
+    TIMEOUT,
+)
+from chatload.harness.live.progress import clock_text, rate_text, stage_text
+from chatload.harness.live.snapshot import LiveSnapshot
+from chatload.harness.live.stats import LiveStats
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +55,13 @@ CSV_LINK_TITLE = "Download StartChatContact outcomes per second, last 60 s (chat
 
 OUTCOME_LABELS = {
     OK: "Accepted (ok)",
-    "throttled_tps": "Throttled: rate / TPS (TooManyRequestsException)",
-    "throttled_concurrency": "Throttled: concurrent chats quota (LimitExceededException)",
-    "throttled_unknown": "Throttled: other 429",
-    "client_error": "Client errors (4xx)",
-    "server_error": "Server errors (5xx)",
-    "timeout": "Timeouts",
-    "connection_error": "Connection errors",
+    THROTTLED_TPS: "Throttled: rate / TPS (TooManyRequestsException)",
+    THROTTLED_CONCURRENCY: "Throttled: concurrent chats quota (LimitExceededException)",
+    THROTTLED_UNKNOWN: "Throttled: other 429",
+    CLIENT_ERROR: "Client errors (4xx)",
+    SERVER_ERROR: "Server errors (5xx)",
+    TIMEOUT: "Timeouts",
+    CONNECTION_ERROR: "Connection errors",
     DROPPED: "Dropped arrivals (no customer free in time)",
 }
 

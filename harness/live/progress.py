@@ -21,8 +21,9 @@ import shutil
 import sys
 from typing import Any, TextIO
 
-from harness.live import LiveStats
-from harness.live_snapshot import LiveSnapshot
+from chatload.contracts import THROTTLED_CONCURRENCY, THROTTLED_TPS, THROTTLED_UNKNOWN
+from chatload.harness.live.snapshot import LiveSnapshot
+from chatload.harness.live.stats import LiveStats
 
 TERMINAL_INTERVAL_S = 0.25
 PLAIN_INTERVAL_S = 10.0
@@ -65,11 +66,8 @@ def format_line(snap: LiveSnapshot) -> str:
     parts = [
         f"{stage_text(snap)} {time_text(snap)}",
         f"offered {rate_text(snap.offered_rate)} accepted {rate_text(snap.accepted_rate)}{target}",
-        "throttled tps {} conc {} unknown {}".format(
-            snap.start_chat("throttled_tps"),
-            snap.start_chat("throttled_concurrency"),
-            snap.start_chat("throttled_unknown"),
-        ),
+        f"throttled tps {snap.start_chat(THROTTLED_TPS)} conc {snap.start_chat(THROTTLED_CONCURRENCY)}"
+        f" unknown {snap.start_chat(THROTTLED_UNKNOWN)}",
         f"errors {snap.other_errors()}",
         f"dropped {snap.dropped}",
         f"chats {chats}",

@@ -7,23 +7,24 @@ checked here, and a mistake is one line naming the option (or the scenario file 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.defaults import DEFAULT_HOST, DEFAULT_PORT
-from harness.scenario import (
-    Scenario,
-    ScenarioError,
-    adhoc_scenario,
-    load_scenario,
-    with_rate_multiplier,
+from chatload.contracts import (
+    CONNECT_ENDPOINT_ENV,
+    DEFAULT_EMULATOR_URL,
+    PARTICIPANT_ENDPOINT_ENV,
+    RETRY_MODES,
+    endpoint_from_env,
 )
-from harness.scenario_model import RETRY_MODES
+from chatload.harness.scenario.files import adhoc_scenario, find_scenario, load_scenario
+from chatload.harness.scenario.model import Scenario, with_rate_multiplier
+from chatload.harness.scenario.schema import ScenarioError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SCENARIO = "scenarios/ci-smoke.toml"
-DEFAULT_EMULATOR_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+DEFAULT_SCENARIO = "ci-smoke"
 
 
 class UsageError(Exception):
@@ -33,12 +34,18 @@ class UsageError(Exception):
 def add_arguments(parser: Any) -> None:
     """Register chatload's options on Locust's parser (events.init_command_line_parser)."""
     add = parser.add_argument
-    add("--scenario", default=DEFAULT_SCENARIO,
-        help="scenario file, or the name of a built-in one in scenarios/ (e.g. tps-ceiling)")
+    add(
+        "--scenario",
+        default=DEFAULT_SCENARIO,
+        help="scenario file, or the name of a built-in one in scenarios/ (e.g. tps-ceiling)",
+    )
     add("--rate-multiplier", type=float, default=1.0, help="multiply every stage's arrival rate by this")
     add("--target", default="", help="emulator or aws (default: the scenario's [target] kind)")
-    add("--endpoint-url", default="",
-        help=f"Connect endpoint; emulator default {DEFAULT_EMULATOR_URL}, aws default: the standard chain")
+    add(
+        "--endpoint-url",
+        default="",
+        help=f"Connect endpoint; emulator default {DEFAULT_EMULATOR_URL}, aws default: the standard chain",
+    )
     add("--region", default="", help="AWS Region (default: the scenario's)")
     add("--instance-id", default="", help="Amazon Connect instance id (default: the scenario's)")
     add("--contact-flow-id", default="", help="contact flow id (default: the scenario's)")
@@ -49,8 +56,12 @@ def add_arguments(parser: Any) -> None:
     add("--hold", default="", help="ad-hoc run: how long each chat stays open, e.g. 10s")
     add("--retry-mode", default="", help=f"SDK retries: {', '.join(RETRY_MODES)} (default: the scenario's)")
     add("--max-attempts", default="", help="SDK attempts per call with retries on")
-    add("--confirm-real-instance", action="store_true", default=False,
-        help="consent to load a real Amazon Connect instance (target aws)")
+    add(
+        "--confirm-real-instance",
+        action="store_true",
+        default=False,
+        help="consent to load a real Amazon Connect instance (target aws)",
+    )
     add("--max-chats", default="", help="cap: most chats this run may start")
     add("--max-rate", default="", help="cap: highest arrival rate (chats/s) this run may schedule")  # fmt: skip
 
@@ -60,12 +71,13 @@ class RunSettings:
     """Everything a run needs from the command line (or the web UI form), resolved."""
 
     scenario: Scenario
-    endpoint_url: str | None  # None: the standard AWS chain (AWS_ENDPOINT_URL_CONNECT, ...)
+    endpoint_url: str | None  # Connect; None: the SDK's own chain (profile, region)
     out: Path
     run_id: str | None
     confirm: bool
     max_chats: int | None
     max_rate: float | None
+    participant_endpoint_url: str | None = None  # None: the same as endpoint_url
 
     @property
     def target(self) -> str:
@@ -92,15 +104,28 @@ def _number(options: Any, name: str, kind: type, minimum: float) -> Any:
 
 
 def scenario_path(name: str) -> Path:
-    """A scenario file: the path as given, else a built-in scenarios/<name>.toml."""
-    path = Path(name).expanduser()
-    candidates = [path, PROJECT_ROOT / path]
-    if path.suffix != ".toml" and len(path.parts) == 1:
-        candidates.append(PROJECT_ROOT / "scenarios" / f"{name}.toml")
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise UsageError(f"--scenario {name}: no such file (give a path, or a name from scenarios/)")
+    """A scenario file: the path as given, else a built-in scenario of that name."""
+    found = find_scenario(name)
+    if found is None:
+        raise UsageError(f"--scenario {name}: no such file or built-in scenario (list them with `chatload scenarios`)")
+    return found
+
+
+def endpoints(
+    flag: str, scenario_url: str | None, kind: str, environ: Mapping[str, str]
+) -> tuple[str | None, str | None]:
+    """(Connect endpoint, Participant Service endpoint): --endpoint-url for both, else boto3's
+    AWS_ENDPOINT_URL_CONNECT / AWS_ENDPOINT_URL_CONNECTPARTICIPANT / AWS_ENDPOINT_URL, else the
+    scenario's endpoint_url, else the local emulator's default address (None for aws: the SDK's)."""
+    if flag:
+        return flag, flag
+    env = dict(environ)
+    connect = endpoint_from_env(CONNECT_ENDPOINT_ENV, env)
+    participant = endpoint_from_env(PARTICIPANT_ENDPOINT_ENV, env)
+    if connect or participant:
+        return connect or scenario_url or participant, participant or connect
+    url = scenario_url or (DEFAULT_EMULATOR_URL if kind == "emulator" else None)
+    return url, url
 
 
 def overrides(options: Any) -> dict[str, Any]:
@@ -132,7 +157,7 @@ def overrides(options: Any) -> dict[str, Any]:
 
 def resolve(options: Any) -> RunSettings:
     """The run's settings from Locust's parsed options; raises UsageError or ScenarioError."""
-    from harness.duration import parse_duration
+    from chatload.harness.scenario.duration import parse_duration
 
     multiplier = _number(options, "rate_multiplier", float, 0.0)
     if multiplier is not None and multiplier <= 0:
@@ -153,12 +178,13 @@ def resolve(options: Any) -> RunSettings:
     else:
         path = scenario_path(_text(options, "scenario") or DEFAULT_SCENARIO)
         scenario = load_scenario(path, multiplier or 1.0, overrides=found)
-    endpoint = _text(options, "endpoint_url") or scenario.target.endpoint_url or None
-    if endpoint is None and scenario.target.kind == "emulator":
-        endpoint = DEFAULT_EMULATOR_URL
+    endpoint, participant_endpoint = endpoints(
+        _text(options, "endpoint_url"), scenario.target.endpoint_url, scenario.target.kind, os.environ
+    )
     return RunSettings(
         scenario=scenario,
         endpoint_url=endpoint,
+        participant_endpoint_url=participant_endpoint,
         out=Path(_text(options, "out") or "reports"),
         run_id=_text(options, "run_id") or None,
         confirm=bool(getattr(options, "confirm_real_instance", False)),

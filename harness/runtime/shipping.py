@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.recorder import COLUMNS, Recorder
-from harness.run import Run
+from chatload.contracts import ATTEMPTS_COLUMNS as COLUMNS
+from chatload.harness.recorder import Recorder
+from chatload.harness.runtime.coordinator import Run
 
 log = logging.getLogger("chatload")
 

@@ -1,8 +1,8 @@
-"""Pre-flight for real Amazon Connect instances: consent, the run plan, applied quotas, warnings.
+"""Pre-flight: consent to load a real instance, the run plan, the quotas a run is held to, warnings.
 
-Pure parts (consent_error, plan, format_plan, quota_warnings, meta_quotas) import nothing heavy and run
-in the `chatload` process. The quota reading talks to AWS only through a client or session passed in
-(botocore is imported inside those functions), so tests drive it with botocore's Stubber.
+Pure (imports nothing heavy): it runs in the `chatload` process before any child starts, and in the
+Locust coordinator when a run is prepared. Reading applied quotas from AWS is
+chatload.harness.service_quotas' (boto3, in a child process of the command line).
 
 Plan math, for a schedule of stages with arrival rate r(t) over [0, D] (r and A are harness.pacer.Schedule's
 rate_at and expected_arrivals, the mean hold is HoldTime.expected()):
@@ -22,36 +22,27 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.defaults import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
-from harness import scenario_model
-from harness.pacer import Schedule
-from harness.scenario_model import ChatLife, HoldTime, Scenario
+from chatload.contracts import (
+    CONNECT_OPERATIONS,
+    CREATE_CONNECTION,
+    DEFAULT_CONCURRENT_CHATS,
+    DEFAULT_CONNECT_RATES,
+    DEFAULT_CONTACT_FLOW_ID,
+    DEFAULT_INSTANCE_ID,
+    DEFAULT_PARTICIPANT_RATES,
+    DEFAULT_START_CHAT_BURST,
+    DEFAULT_START_CHAT_RATE,
+    DISCONNECT,
+    SEND_MESSAGE,
+    START_CHAT,
+    STOP_CONTACT,
+)
+from chatload.harness.pacer import Schedule
+from chatload.harness.scenario import model as scenario_model
+from chatload.harness.scenario.model import ChatLife, HoldTime, Scenario
 
 CONFIRM_FLAG = "--confirm-real-instance"
 CONFIRM_KEY = "confirm = true under [target]"
-
-# Service Quotas codes (connect-facts.md) and AWS's defaults for new accounts.
-START_CHAT_QUOTA_CODE = "L-AA48CD49"
-CONCURRENT_CHATS_QUOTA_CODE = "L-D4BA6F6E"
-DEFAULT_START_CHAT_RATE = 5.0
-DEFAULT_START_CHAT_BURST = 8.0
-DEFAULT_CONCURRENT_CHATS = 500
-# Participant Service rates per instance (AWS defaults; Service Quotas codes are not used for them).
-DEFAULT_PARTICIPANT_RATES = {
-    "CreateParticipantConnection": 6.0,
-    "SendMessage": 10.0,
-    "DisconnectParticipant": 3.0,
-    "StopContact": 10.0,
-}
-NO_CREDENTIALS = (
-    "no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
-    "run `aws sso login` for an SSO profile, or run where an instance role is attached"
-)
-
-
-class PreflightError(Exception):
-    """A pre-flight problem the user must fix (one line); the caller prints it and exits 2."""
-
 
 # ---------------------------------------------------------------- consent
 
@@ -159,15 +150,15 @@ def plan(scenario: Scenario) -> RunPlan:
     peak = schedule.peak_rate()
     chat = scenario.chat
     life = mean_chat_life_s(chat)
-    per_chat = {"StartChatContact": 1.0}
+    per_chat = {START_CHAT: 1.0}
     if chat.connect:
-        per_chat["CreateParticipantConnection"] = 1.0
+        per_chat[CREATE_CONNECTION] = 1.0
         if chat.messages:
-            per_chat["SendMessage"] = float(chat.messages)
+            per_chat[SEND_MESSAGE] = float(chat.messages)
     if chat.connect and chat.end_by == "disconnect":
-        per_chat["DisconnectParticipant"] = 1.0
+        per_chat[DISCONNECT] = 1.0
     else:
-        per_chat["StopContact"] = 1.0
+        per_chat[STOP_CONTACT] = 1.0
     target = scenario.target
     return RunPlan(
         scenario=scenario.name,
@@ -183,7 +174,7 @@ def plan(scenario: Scenario) -> RunPlan:
         mean_chat_life_s=life,
         steady_concurrency=peak * life,
         peak_concurrency=min(_peak_window(schedule, life), peak * life),
-        messages=int(chats * per_chat.get("SendMessage", 0)),
+        messages=int(chats * per_chat.get(SEND_MESSAGE, 0)),
         calls={op: int(chats * n) for op, n in per_chat.items()},
         peak_call_rates={op: peak * n for op, n in per_chat.items()},
     )
@@ -224,6 +215,16 @@ def format_plan(p: RunPlan) -> str:
 # ---------------------------------------------------------------- quotas
 
 
+class PreflightError(Exception):
+    """A pre-flight problem the user must fix (one line); the caller prints it and exits 2."""
+
+
+NO_CREDENTIALS = (
+    "no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
+    "run `aws sso login` for an SSO profile, or run where an instance role is attached"
+)
+
+
 @dataclass(frozen=True)
 class QuotaReading:
     """Applied quotas of the account and instance; `sources` says where each figure came from."""
@@ -236,106 +237,42 @@ class QuotaReading:
     notes: tuple[str, ...] = ()  # why a figure is a default (missing permission, ...)
 
 
-def instance_arn(region: str, account_id: str, instance_id: str) -> str:
-    """The instance's ARN (the ContextId of the concurrent-chats quota); an ARN given is kept as is."""
-    if instance_id.startswith("arn:"):
-        return instance_id
-    partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
-    return f"arn:{partition}:connect:{region}:{account_id}:instance/{instance_id}"
+def default_quotas() -> dict[str, Any]:
+    """meta.json "quotas" with AWS's documented defaults for new accounts (what a real instance has
+    unless raised)."""
+    return {
+        "source": "defaults",
+        START_CHAT: {"rate": DEFAULT_START_CHAT_RATE, "burst": DEFAULT_START_CHAT_BURST},
+        "concurrent_chats": DEFAULT_CONCURRENT_CHATS,
+    }
 
 
-def account_id(sts_client: Any) -> str:
-    """The caller's account id from STS GetCallerIdentity; PreflightError (one line) when it fails."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-    try:
-        return str(sts_client.get_caller_identity()["Account"])
-    except NoCredentialsError:
-        raise PreflightError(NO_CREDENTIALS) from None
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "?")
-        raise PreflightError(f"AWS rejected the credentials (sts:GetCallerIdentity: {code}); renew them") from None
-    except BotoCoreError as exc:
-        raise PreflightError(f"cannot reach AWS STS: {exc}") from None
-
-
-def _quota_value(client: Any, code: str, what: str, context: str | None) -> tuple[float | None, str, str]:
-    """(value, source, note) for one quota: applied value, else AWS's default via the API, else None."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-    kwargs = {"ServiceCode": "connect", "QuotaCode": code}
-    applied = {**kwargs, "ContextId": context} if context else kwargs
-    calls = [
-        ("get_service_quota", "servicequotas:GetServiceQuota", applied),
-        ("get_aws_default_service_quota", "servicequotas:GetAWSDefaultServiceQuota", kwargs),
-    ]
-    reason = ""
-    for method, permission, args in calls:
-        try:
-            value = float(getattr(client, method)(**args)["Quota"]["Value"])
-            note = "" if method == "get_service_quota" else f"{what} ({code}): no applied value, AWS default read"
-            return value, "service-quotas", note
-        except ClientError as exc:
-            error = exc.response.get("Error", {}).get("Code", "")
-            if error == "NoSuchResourceException":
-                reason = f"{what} ({code}) not found in Service Quotas"
-                continue
-            if error in ("AccessDeniedException", "AccessDenied"):
-                reason = f"cannot read {what} ({code}): permission {permission} missing"
-            else:
-                reason = f"cannot read {what} ({code}): Service Quotas answered {error or exc}"
-            break
-        except NoCredentialsError:
-            reason = f"cannot read {what} ({code}): {NO_CREDENTIALS}"
-            break
-        except BotoCoreError as exc:
-            reason = f"cannot read {what} ({code}): {exc}"
-            break
-    return None, "defaults", reason
+def emulator_quotas(config: dict[str, Any], state: dict[str, Any], instance_id: str) -> dict[str, Any]:
+    """meta.json "quotas" from the emulator's live configuration and state (its admin API)."""
+    rates = config.get("rates", {})
+    start = rates.get(START_CHAT) or rates.get("default") or {}
+    instance = state.get("instances", {}).get(instance_id, {})
+    return {
+        "source": "emulator",
+        START_CHAT: {"rate": start.get("rate"), "burst": start.get("burst")},
+        "concurrent_chats": instance.get("concurrent_chats"),
+        "rates": rates,
+        "participant_rates": config.get("participant_rates", {}),
+        "time_scale": state.get("time_scale"),
+    }
 
 
-def read_quotas(service_quotas_client: Any, region: str, instance_arn: str) -> QuotaReading:
-    """Applied StartChatContact rate (L-AA48CD49) and concurrent active chats (L-D4BA6F6E, per instance).
-
-    Never raises for AWS errors: a figure that cannot be read falls back to AWS's documented default,
-    and `notes` says why (a missing permission is named). `region` is only used in the notes.
-    """
-    rate, rate_source, rate_note = _quota_value(
-        service_quotas_client, START_CHAT_QUOTA_CODE, "StartChatContact rate", None
-    )
-    chats, chats_source, chats_note = _quota_value(
-        service_quotas_client, CONCURRENT_CHATS_QUOTA_CODE, "concurrent active chats", instance_arn
-    )
-    notes = []
-    if rate is None:
-        notes.append(f"{rate_note}; using AWS's default {DEFAULT_START_CHAT_RATE:g}/s for {region}")
-    elif rate_note:
-        notes.append(rate_note)
-    if chats is None:
-        notes.append(f"{chats_note}; using AWS's default {DEFAULT_CONCURRENT_CHATS}")
-    elif chats_note:
-        notes.append(chats_note)
-    rate = DEFAULT_START_CHAT_RATE if rate is None else rate
+def reading_of(meta: dict[str, Any]) -> QuotaReading:
+    """The QuotaReading a meta.json "quotas" entry (meta_quotas) describes."""
+    start = meta.get(START_CHAT) or {}
     return QuotaReading(
-        source="service-quotas" if "service-quotas" in (rate_source, chats_source) else "defaults",
-        start_chat_rate=rate,
-        start_chat_burst=DEFAULT_START_CHAT_BURST if rate == DEFAULT_START_CHAT_RATE else None,
-        concurrent_chats=DEFAULT_CONCURRENT_CHATS if chats is None else int(chats),
-        sources={"StartChatContact": rate_source, "concurrent_chats": chats_source},
-        notes=tuple(notes),
+        source=str(meta.get("source", "defaults")),
+        start_chat_rate=float(start.get("rate") or DEFAULT_START_CHAT_RATE),
+        start_chat_burst=start.get("burst"),
+        concurrent_chats=int(meta.get("concurrent_chats") or DEFAULT_CONCURRENT_CHATS),
+        sources=dict(meta.get("sources") or {}),
+        notes=tuple(meta.get("notes") or ()),
     )
-
-
-def read_quotas_for_instance(session: Any, region: str, instance_id: str) -> QuotaReading:
-    """STS for the account id, then read_quotas; `session` is a boto3.Session. PreflightError if no creds."""
-    from botocore.config import Config
-
-    config = Config(
-        region_name=region, connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3}
-    )
-    account = account_id(session.client("sts", config=config))
-    arn = instance_arn(region, account, instance_id)
-    return read_quotas(session.client("service-quotas", config=config), region, arn)
 
 
 def quota_warnings(p: RunPlan, quotas: QuotaReading) -> list[str]:
@@ -359,7 +296,10 @@ def quota_warnings(p: RunPlan, quotas: QuotaReading) -> list[str]:
             "on the instance count too"
         )
     for op, rate in p.peak_call_rates.items():
-        limit = DEFAULT_PARTICIPANT_RATES.get(op)
+        if op == START_CHAT:
+            continue
+        limits = DEFAULT_CONNECT_RATES if op in CONNECT_OPERATIONS else DEFAULT_PARTICIPANT_RATES
+        limit = limits[op][0] if op in limits else None
         if limit is not None and rate > limit:
             warnings.append(
                 f"{op} at ~{rate:g}/s exceeds AWS's default rate {limit:g}/s: expect ThrottlingException "
@@ -372,7 +312,7 @@ def meta_quotas(reading: QuotaReading) -> dict[str, Any]:
     """The meta.json "quotas" entry (docs/internals.md), extended with per-figure sources and notes."""
     return {
         "source": reading.source,
-        "StartChatContact": {"rate": reading.start_chat_rate, "burst": reading.start_chat_burst},
+        START_CHAT: {"rate": reading.start_chat_rate, "burst": reading.start_chat_burst},
         "concurrent_chats": reading.concurrent_chats,
         "sources": dict(reading.sources),
         "notes": list(reading.notes),

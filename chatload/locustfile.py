@@ -1,0 +1,1 @@
+../locustfile.py
