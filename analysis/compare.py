@@ -40,6 +40,12 @@ def _share(summary: dict[str, Any], outcome: str) -> float | None:
     return _start(summary, outcome) / calls if calls else None
 
 
+def _process(summary: dict[str, Any]) -> str:
+    """ "uniform", or "poisson, seed 7" (text: a change of seed is not a number to subtract)."""
+    process, seed = _get(summary, "arrivals", "process") or "uniform", _get(summary, "arrivals", "seed")
+    return process if seed is None else f"{process}, seed {seed}"
+
+
 def metrics(result: Analysis) -> dict[str, Any]:
     """The figures compared, in display order (StartChatContact unless named otherwise)."""
     s = result.summary
@@ -50,6 +56,8 @@ def metrics(result: Analysis) -> dict[str, Any]:
         "valid": s["valid"],
         "thresholds passed": s["passed"],
         "duration s": s["duration_s"],
+        "arrival process": _process(s),
+        "dispersion index": _get(s, "arrivals", "dispersion_index"),
         "arrivals": _get(s, "arrivals", "scheduled"),
         "dropped": _get(s, "arrivals", "dropped"),
         "calls": _start(s, "total"),

@@ -1,12 +1,13 @@
 """The few lines `chatload report` prints (CI logs): validity, the schedule's rates, a compact stage
-table, the findings' headline, thresholds, notes and the report's path (formatting only)."""
+table, the arrival process (and the replay), the findings' headline, thresholds, notes and the
+report's path (formatting only)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from chatload.contracts import START_CHAT, THROTTLES
+from chatload.contracts import START_CHAT, THROTTLES, UNIFORM
 
 MAX_STAGE_ROWS = 20
 MAX_NOTES = 3
@@ -58,6 +59,26 @@ def threshold_line(thresholds: list[dict[str, Any]]) -> str:
     return "thresholds: " + "; ".join(parts)
 
 
+def arrivals_line(arrivals: dict[str, Any]) -> str:
+    """The arrival process, its seed and the dispersion index of the offered arrivals per second."""
+    process, seed, index = arrivals.get("process") or UNIFORM, arrivals.get("seed"), arrivals.get("dispersion_index")
+    named = "uniform (evenly spaced)" if process == UNIFORM else f"{process}, seed {_seed(seed)}"
+    return f"arrivals: {named}; dispersion index {_num(index)} (about 1 for Poisson, about 0 for evenly spaced)"
+
+
+def _seed(seed: Any) -> str:
+    return "not recorded" if seed is None else str(seed)
+
+
+def replay_line(replay: dict[str, Any]) -> str:
+    return (
+        f"replay: {replay['file']} {replay['recorded_start']} to {replay['recorded_end']}, scale {replay['scale']:g}, "
+        f"speed {replay['speed']:g}x; concurrency {replay['concurrency_factor']:g}x the recorded day's "
+        f"(peak {replay['peak_active_chats']} active chats, about {replay['recorded_peak_active_chats']:.1f} "
+        "on the recorded day)"
+    )
+
+
 def summary_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
     start = summary["calls"][START_CHAT]
     arrivals, schedule = summary["arrivals"], summary["schedule"]
@@ -73,6 +94,8 @@ def summary_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
         f"over the {schedule['duration_s']:.1f} s schedule ({arrivals['scheduled']} arrivals, {start['ok']} ok, "
         f"{arrivals['dropped']} dropped; {throttles})",
         *stage_table(summary["stages"]),
+        arrivals_line(summary["arrivals"]),
+        *([replay_line(summary["replay"])] if summary.get("replay") else []),
         f"findings: {summary['findings']['headline']}",
         threshold_line(summary["thresholds"]),
     ]

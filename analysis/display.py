@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from chatload.contracts import DROPPED, OK, START_CHAT, THROTTLED_CONCURRENCY, THROTTLED_TPS
+from chatload.contracts import DROPPED, OK, POISSON, START_CHAT, THROTTLED_CONCURRENCY, THROTTLED_TPS, UNIFORM
 
 
 def _pct(share: pd.Series) -> pd.Series:
@@ -94,6 +94,32 @@ def _when(epoch: Any) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def arrivals_fact(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The arrival process and seed, with the dispersion index of the offered arrivals."""
+    arrivals = summary["arrivals"]
+    process, seed, index = arrivals.get("process") or UNIFORM, arrivals.get("seed"), arrivals.get("dispersion_index")
+    text = {POISSON: "Poisson", UNIFORM: "uniform (evenly spaced)"}.get(process, str(process))
+    if process != UNIFORM:
+        text += f", seed {seed if seed is not None else 'not recorded'}"
+    text += "; dispersion index " + ("n/a" if index is None else f"{index:.2f}")
+    scenario = meta.get("scenario") if isinstance(meta.get("scenario"), dict) else {}
+    if "arrivals" not in scenario:
+        text += " (meta.json names no arrival process: a run from before there was a choice)"
+    return text
+
+
+def replay_fact(replay: dict[str, Any]) -> str:
+    window = replay.get("window")
+    return (
+        f"{replay['file']} ({replay.get('shape') or '?'}), recorded {replay['recorded_start']} to "
+        f"{replay['recorded_end']}" + (f" (window {window[0]} to {window[1]})" if window else "") + f", "
+        f"scale {replay['scale']:g}, speed {replay['speed']:g}x: {replay['recorded_chats']:.0f} chats after "
+        f"scaling, {replay['offered_chats']} offered; concurrency {replay['concurrency_factor']:g}x the "
+        f"recorded day's (peak {replay['peak_active_chats']} active, about "
+        f"{replay['recorded_peak_active_chats']:.1f} on the recorded day)"
+    )
+
+
 def run_facts(summary: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, str]]:
     quotas = summary.get("quotas") or {}
     start_quota = quotas.get(START_CHAT) if isinstance(quotas.get(START_CHAT), dict) else {}
@@ -110,6 +136,8 @@ def run_facts(summary: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, 
             f"{_when(summary['schedule']['started_at'])} (from {summary['schedule']['source']}); "
             f"{summary['schedule']['duration_s']:.1f} s of schedule",
         ),
+        ("arrival process", arrivals_fact(summary, meta)),
+        *([("replay", replay_fact(summary["replay"]))] if summary.get("replay") else []),
         ("ended", _when(summary.get("ended_at")) if not summary["cut_short"] else "cut short (no ended_at)"),
         ("duration", f"{summary['duration_s']:.1f} s from the schedule's start to the run's end"),
         ("ended early", summary.get("ended_early") or ("interrupted" if summary.get("interrupted") else "no")),

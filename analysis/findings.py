@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chatload.analysis.arrivals import process_label
 from chatload.analysis.columns import ONSET_SHARE, SUSTAINED_WINDOW_S
-from chatload.contracts import DROPPED, OK, START_CHAT, THROTTLED_TPS
+from chatload.contracts import DROPPED, OK, POISSON, START_CHAT, THROTTLED_TPS, UNIFORM
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,49 @@ def littles_law(target_rate: float, durations: pd.DataFrame, quotas: Quotas, tar
     }
 
 
+def dispersion_item(traffic: dict[str, Any]) -> dict[str, Any]:
+    """The burstiness of the offered arrivals: shown for every run, stressed for Poisson ones."""
+    found = traffic["dispersion"]
+    index, seconds, mean = found["dispersion_index"], found["seconds"], found["mean_per_second"]
+    if index is None:
+        text = (
+            f"Arrival process: {traffic['label']}. No dispersion index: {seconds} full seconds inside step stages "
+            f"with a rate > 0 (at least {found['min_seconds']} needed)."
+        )
+    else:
+        weak = (
+            f"; at {_fmt(mean)} arrivals per second the counts tell the two apart poorly"
+            if mean is not None and mean < 1
+            else ""
+        )
+        text = (
+            f"Arrival process: {traffic['label']}. Dispersion index of the offered arrivals per second "
+            f"{_fmt(index)} over {seconds} s of step stages (about 1 for Poisson arrivals, about 0 for "
+            f"evenly spaced ones{weak})."
+        )
+    return {
+        "name": "arrival_dispersion",
+        "text": text,
+        "numbers": {"process": traffic["process"], "seed": traffic["seed"], **found},
+        "highlight": traffic["process"] == POISSON,
+    }
+
+
+def replay_item(replay: dict[str, Any]) -> dict[str, Any]:
+    """What was replayed, and the run's concurrency against the recorded day's (Little's law)."""
+    text = (
+        f"Replayed {replay['file']} from {_when(replay['recorded_start'])} to {_when(replay['recorded_end'])} "
+        f"({replay['intervals']} intervals, scale {replay['scale']:g}, speed {replay['speed']:g}x): "
+        f"{replay['recorded_chats']:.0f} chats recorded after scaling, {replay['offered_chats']} offered. "
+        + replay["note"]
+    )
+    return {"name": "replay", "text": text, "numbers": replay, "highlight": replay["speed"] != 1}
+
+
+def _when(recorded: Any) -> str:
+    return "?" if recorded is None else (recorded if isinstance(recorded, str) else f"{recorded:g} s")
+
+
 def outage_text(gap: dict[str, Any]) -> str:
     return (
         f"Target unreachable from {_clock(gap['from'])} to {_clock(gap['to'])} "
@@ -193,7 +237,14 @@ def findings(
     quotas: Quotas,
     target_peak_rate: float | None = None,
     outages: list[dict[str, Any]] | None = None,
+    traffic: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The findings: numbers in `numbers`, a sentence in `text` and, for the ones the report should
+    stress, `highlight` (the burstiness of Poisson arrivals, a replay's concurrency factor).
+
+    `traffic` is arrivals.traffic(): the arrival process, the dispersion index and the replay."""
+    traffic = traffic or {"process": UNIFORM, "seed": None, "label": process_label(UNIFORM, None)}
+    label = traffic["label"]
     sustained = best_window(per_second, "accepted")
     offered = best_window(per_second, "offered")
     onset = tps_onset(per_stage)
@@ -212,13 +263,13 @@ def findings(
         {
             "name": "tps_throttle_onset",
             "text": (
-                f"TPS throttling starts at an offered rate of {_fmt(onset['rate'])}/s "
-                f"(stage {onset['stage']}: {_fmt(100 * onset['share'], 1)}% of calls throttled)."
+                f"TPS throttling starts at an offered rate of {_fmt(onset['rate'])}/s ({label}; "
+                f"stage {onset['stage']}: {_fmt(100 * onset['share'], 1)}% of calls throttled)."
                 if onset["rate"] is not None
                 else f"No stage had more than {100 * ONSET_SHARE:g}% TPS throttles "
-                f"(highest offered rate {_fmt(onset['highest_clean_offered_rate'])}/s)."
+                f"(highest offered rate {_fmt(onset['highest_clean_offered_rate'])}/s; {label})."
             ),
-            "numbers": onset,
+            "numbers": {**onset, "arrival_process": traffic["process"], "seed": traffic["seed"]},
         },
         {
             "name": "burst_absorbed",
@@ -255,6 +306,10 @@ def findings(
             "numbers": little,
         },
     ]
+    if "dispersion" in traffic:
+        items.append(dispersion_item(traffic))
+    if traffic.get("replay"):
+        items.append(replay_item(traffic["replay"]))
     outages = outages or []
     items += [{"name": "outage", "text": outage_text(gap), "numbers": gap} for gap in outages]
     headline = (

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from chatload.analysis import chats as chats_mod
+from chatload.analysis.arrivals import traffic as traffic_of
 from chatload.analysis.errors import errors
 from chatload.analysis.findings import findings, quotas_of
 from chatload.analysis.load import Run, load_run
@@ -30,6 +31,8 @@ class Analysis:
     chats: pd.DataFrame
     findings: dict[str, Any]
     summary: dict[str, Any]
+    # arrivals.traffic(): process, seed, label, dispersion, replay_meta (meta.json's), replay (summary's)
+    traffic: dict[str, Any] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {
@@ -63,20 +66,23 @@ def analyze(run_dir: Path | str, target_peak_rate: float | None = None) -> Analy
     operations = per_operation(run.attempts)
     gaps = outages(run.attempts, run.t0)
     quotas = quotas_of(run.meta)
+    peak = chats_mod.peak_active(chats)
+    traffic = traffic_of(run.meta, seconds, stages, arrivals_end(run), int(seconds["offered"].sum()), peak)
     found = findings(
         seconds,
         stage_table,
         operations,
         run.attempts,
         chats,
-        chats_mod.peak_active(chats),
+        peak,
         quotas,
         target_peak_rate,
         gaps,
+        traffic,
     )
     chat_table = chats.assign(started_s=chats["t_started"] - run.t0, ended_s=chats["t_ended"] - run.t0).drop(
         columns=["chat_key"]
     )
-    result = Analysis(run, seconds, stage_table, operations, errors(run.attempts), chat_table, found, {})
-    result.summary = summary(run, stage_table, operations, found)
+    result = Analysis(run, seconds, stage_table, operations, errors(run.attempts), chat_table, found, {}, traffic)
+    result.summary = summary(run, stage_table, operations, found, traffic)
     return result

@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import matplotlib.dates as mdates
+import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from chatload.analysis import arrivals as arrival_stats
 from chatload.contracts import CALL_OUTCOMES, DROPPED
 
 COLORS = {
@@ -207,20 +210,115 @@ def saturation_curve(per_stage: pd.DataFrame, rate_quota: float | None) -> Figur
     return fig
 
 
+def arrivals(per_second: pd.DataFrame, label: str = "", dispersion: float | None = None) -> Figure:
+    """Offered arrivals per second (points) against the schedule's expected arrivals per second (line),
+    with the spread a Poisson process would have around it (expected ± 2 sqrt(expected))."""
+    index = "n/a" if dispersion is None else f"{dispersion:.2f}"
+    fig, ax = new_figure(f"Offered arrivals per second vs the schedule ({label}; dispersion index {index})")
+    if per_second.empty:
+        empty_note(ax)
+        return fig
+    _stage_bands(ax, per_second)
+    # the expected arrivals of each second as a step line over it (the last step drawn to its end)
+    edges = np.append(per_second["second"].to_numpy(dtype=np.float64), per_second["second"].iloc[-1] + 1.0)
+    expected = per_second["expected"] if "expected" in per_second else pd.Series(0.0, index=per_second.index)
+    expected = np.append(expected.to_numpy(dtype=np.float64), expected.iloc[-1])
+    spread = 2 * np.sqrt(np.clip(expected, 0, None))
+    ax.fill_between(
+        edges,
+        np.clip(expected - spread, 0, None),
+        expected + spread,
+        step="post",
+        color="#e76f51",
+        alpha=0.12,
+        lw=0,
+        label="Poisson spread (± 2 sqrt(expected))",
+    )
+    ax.plot(edges, expected, color="#e76f51", lw=1.5, drawstyle="steps-post", label="expected r(t)")
+    ax.plot(
+        per_second["second"] + 0.5,
+        per_second["offered"],
+        "o",
+        color="#1d3557",
+        ms=3,
+        label="offered (arrivals in the second)",
+    )
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("arrivals / s")
+    ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(0, 0.93))
+    return fig
+
+
+def replay(per_second: pd.DataFrame, replay_meta: dict[str, Any], schedule_t0: float) -> Figure:
+    """A replayed day on its recorded clock: the recorded curve in the run's units (each interval's
+    chats x scale / (length / speed) per second, as a step line) beside the offered and accepted
+    StartChatContact per second; the right axis gives the recorded day's own chats per minute."""
+    speed = float(replay_meta.get("speed") or 1.0)
+    scale = float(replay_meta.get("scale") or 1.0)
+    wall_clock = replay_meta.get("wall_clock") is not False
+    fig, ax = new_figure(
+        f"Replay of {replay_meta.get('file')} on the recorded clock (scale {scale:g}, speed {speed:g}x)"
+    )
+    curve = arrival_stats.recorded_rate(replay_meta)
+    if curve.empty and per_second.empty:
+        empty_note(ax)
+        return fig
+
+    def clock(seconds: np.ndarray) -> np.ndarray:
+        seconds = np.asarray(seconds, dtype=np.float64)
+        return (np.round(seconds * 1000)).astype("datetime64[ms]") if wall_clock else seconds
+
+    if len(curve):
+        x = np.append(curve["start"].to_numpy(), curve["end"].iloc[-1])
+        y = np.append(curve["rate"].to_numpy(), curve["rate"].iloc[-1])
+        ax.plot(clock(x), y, color="#e76f51", lw=1.8, drawstyle="steps-post", label="recorded (run units)")
+    if len(per_second):
+        at = clock(arrival_stats.recorded_clock(per_second["t"], replay_meta, schedule_t0))
+        ax.plot(at, per_second["offered"], color="#1d3557", lw=0.8, drawstyle="steps-post", label="offered")
+        ax.plot(at, per_second["accepted"], color=COLORS["ok"], lw=0.8, drawstyle="steps-post", label="accepted (ok)")
+    if wall_clock:
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.set_xlabel("recorded time of day (UTC)")
+    else:
+        ax.set_xlabel("recorded time (s)")
+    ax.set_ylabel("chats / s in the run")
+    per_minute = 60.0 / (scale * speed)
+    right = ax.secondary_yaxis("right", functions=(lambda v: v * per_minute, lambda v: v / per_minute))
+    right.set_ylabel("recorded chats / min")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
 def render_all(
     per_second: pd.DataFrame,
     per_stage: pd.DataFrame,
     quota_chats: float | None,
     quota_rate: float | None,
     outages: list[dict[str, Any]] | None = None,
+    traffic: dict[str, Any] | None = None,
+    schedule_t0: float = 0.0,
 ) -> dict[str, Figure]:
-    return {
+    """Every plot of the report; `traffic` is arrivals.traffic() (replay.png only for a replay)."""
+    traffic = traffic or {}
+    figures = {
         "offered_vs_accepted": offered_vs_accepted(per_second, outages),
+        "arrivals": arrivals(
+            per_second,
+            traffic.get("label", "evenly spaced arrivals"),
+            (traffic.get("dispersion") or {}).get("dispersion_index"),
+        ),
         "outcomes": outcomes_stacked(per_second, outages),
         "latency": latency_over_time(per_second),
         "active_chats": active_chats(per_second, quota_chats),
         "saturation": saturation_curve(per_stage, quota_rate),
     }
+    if traffic.get("replay_meta"):
+        figures["replay"] = replay(per_second, traffic["replay_meta"], schedule_t0)
+    return figures
 
 
 def save(figures: dict[str, Figure], folder: Path) -> dict[str, Path]:

@@ -19,6 +19,7 @@ th { background: #f0f3f7; } td:first-child, th:first-child { text-align: left; }
 .status { padding: 0.6em 1em; border-radius: 4px; font-weight: bold; }
 .valid { background: #e3f4ec; } .failed { background: #fdecea; } .invalid { background: #fff4d6; }
 .warn { background: #fff4d6; padding: 0.4em 1em; }
+li.highlight { background: #eaf2fb; }
 img { max-width: 100%; border: 1px solid #eee; margin-bottom: 1em; }
 """
 
@@ -32,6 +33,12 @@ def html_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p><em>none</em></p>"
     return frame.to_html(index=False, na_rep="–", border=0, escape=True, float_format=lambda x: f"{x:g}")
+
+
+def finding_html(item: dict[str, Any]) -> str:
+    """One finding as a list item; the ones to stress (item["highlight"]) in bold on a tint."""
+    text = html.escape(item["text"])
+    return f'<li class="highlight"><strong>{text}</strong></li>' if item.get("highlight") else f"<li>{text}</li>"
 
 
 def status_class(summary: dict[str, Any]) -> str:
@@ -67,7 +74,7 @@ def render(
         "<h2>Run</h2>",
         html_table(pd.DataFrame(run_facts(summary, meta), columns=["", "value"])),
         "<h2>Findings</h2>",
-        "<ul>" + "".join(f"<li>{e(item['text'])}</li>" for item in findings["items"]) + "</ul>",
+        "<ul>" + "".join(finding_html(item) for item in findings["items"]) + "</ul>",
         "<h2>Thresholds</h2>",
         html_table(threshold_view(summary["thresholds"])),
         "<h2>Plots</h2>",

@@ -49,7 +49,7 @@ def render(
         md_table(pd.DataFrame(run_facts(summary, meta), columns=["", "value"])),
         "## Findings",
         "",
-        *[f"- {item['text']}" for item in findings["items"]],
+        *[f"- **{item['text']}**" if item.get("highlight") else f"- {item['text']}" for item in findings["items"]],
         "",
         "## Thresholds",
         "",

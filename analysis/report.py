@@ -41,6 +41,8 @@ def write_outputs(result: Analysis) -> None:
         little["concurrency_quota"],
         little["rate_quota"],
         summary["findings"]["outages"],
+        result.traffic,
+        result.run.schedule_t0,
     )
     paths = plots.save(figures, run_dir / "plots")
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -10,7 +10,7 @@ import pandas as pd
 
 from chatload.analysis.load import Run
 from chatload.analysis.thresholds import VALID_EARLY_ENDS, Observed, configured, evaluate, validity
-from chatload.contracts import CALL_OUTCOMES, DROPPED, START_CHAT
+from chatload.contracts import CALL_OUTCOMES, DROPPED, START_CHAT, UNIFORM
 
 
 def jsonable(value: Any) -> Any:
@@ -116,7 +116,16 @@ def _schedule(run: Run, per_stage: pd.DataFrame, arrivals: int, ok: int) -> dict
     }
 
 
-def summary(run: Run, per_stage: pd.DataFrame, per_operation: pd.DataFrame, found: dict[str, Any]) -> dict[str, Any]:
+def summary(
+    run: Run,
+    per_stage: pd.DataFrame,
+    per_operation: pd.DataFrame,
+    found: dict[str, Any],
+    traffic: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`traffic` is arrivals.traffic() (the arrival process, dispersion and replay); without it the
+    run reads as uniform with no dispersion index and no replay."""
+    traffic = traffic or {}
     calls = _calls(per_operation)
     start = calls[START_CHAT]
     start_row = per_operation[per_operation["operation"] == START_CHAT]
@@ -158,7 +167,15 @@ def summary(run: Run, per_stage: pd.DataFrame, per_operation: pd.DataFrame, foun
         "invalid_reasons": reasons,
         "duration_s": run.duration_s,
         "calls": calls,
-        "arrivals": {"scheduled": obs.arrivals, "started": obs.calls, "dropped": start[DROPPED]},
+        "arrivals": {
+            "scheduled": obs.arrivals,
+            "started": obs.calls,
+            "dropped": start[DROPPED],
+            "process": traffic.get("process", UNIFORM),
+            "seed": traffic.get("seed"),
+            "dispersion_index": (traffic.get("dispersion") or {}).get("dispersion_index"),
+        },
+        "replay": traffic.get("replay"),
         "pacer_arrivals": pacer,
         "schedule": schedule,
         "stages": _stages(per_stage),

@@ -2,8 +2,9 @@
 
 Time buckets: second s of the run is [t0 + s, t0 + s + 1) where t0 is the schedule's start (whole
 seconds earlier when rows are earlier, so buckets stay aligned with the stages). Arrivals (offered,
-dropped) count in the second of t_intended (t_start when not paced); calls (started, accepted,
-outcome classes, latencies) in the second of t_start.
+dropped) count in the second of t_intended (t_start when not paced), beside the arrivals the
+schedule expects in that second; calls (started, accepted, outcome classes, latencies) in the second
+of t_start.
 Latency percentiles interpolate linearly between ranks (numpy's default) within each bucket.
 """
 
@@ -14,6 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from chatload.analysis.arrivals import expected_per_second
 from chatload.analysis.chats import active_per_second
 from chatload.analysis.columns import OTHER_ERRORS
 from chatload.analysis.stages import stage_order
@@ -59,7 +61,10 @@ def _counts(seconds: np.ndarray, n: int) -> np.ndarray:
 def per_second(
     attempts: pd.DataFrame, chats: pd.DataFrame, t0: float, t_end: float, stages: pd.DataFrame
 ) -> pd.DataFrame:
-    """One row per second of the run, StartChatContact only (plus chats active)."""
+    """One row per second of the run, StartChatContact only (plus chats active).
+
+    `expected` is the arrivals the schedule expects in the second (its rate r(t) averaged over it).
+    """
     starts = start_calls(attempts)
     n = n_seconds(t0, t_end, starts)
     n_secs = max(n, int(seconds_of(starts["t_start"], t0).max()) + 1 if len(starts) else 0)
@@ -77,11 +82,13 @@ def per_second(
         ],
         axis=1,
     )
+    t = t0 + np.arange(n_secs, dtype=np.float64)
     frame = pd.DataFrame(
         {
-            "t": t0 + np.arange(n_secs, dtype=np.float64),
+            "t": t,
             "stage": _stage_per_second(starts, arrival_s, n_secs, stages),
             "offered": _counts(arrival_s, n_secs),
+            "expected": expected_per_second(t, stages),
             "started": _counts(call_s, n_secs),
             "accepted": outcome_s[OK],
             **outcome_s,

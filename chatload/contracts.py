@@ -137,3 +137,10 @@ PARTICIPANT_ENDPOINT_ENV = ("AWS_ENDPOINT_URL_CONNECTPARTICIPANT", "AWS_ENDPOINT
 def endpoint_from_env(names: tuple[str, ...], environ: dict[str, str]) -> str | None:
     """The first of the variables `names` that is set (not empty) in `environ`, else None."""
     return next((environ[name].strip() for name in names if environ.get(name, "").strip()), None)
+
+
+# ---------------------------------------------------------------- arrival processes (scenario [arrivals])
+
+UNIFORM = "uniform"  # evenly spaced: a constant rate r starts a chat every 1/r seconds
+POISSON = "poisson"  # independent customers: a Poisson process following the schedule's rate
+ARRIVAL_PROCESSES = (UNIFORM, POISSON)

@@ -38,6 +38,8 @@ from chatload.contracts import (
     SEND_MESSAGE,
     START_CHAT,
     STOP_CONTACT,
+    THROTTLED_CONCURRENCY,
+    THROTTLED_TPS,
 )
 from chatload.emulator import participants
 from chatload.emulator.clock import ScaledClock
@@ -48,6 +50,10 @@ from chatload.emulator.throttle import BucketSet
 from chatload.emulator.validation import CONNECT_OPERATIONS, PARTICIPANT_OPERATIONS, Invalid, Validators
 
 OPERATIONS = CONNECT_OPERATIONS + PARTICIPANT_OPERATIONS
+# GET /_emulator/state's "per_second": what each emulated second of an operation saw (a ground truth of
+# the offered rate and its burstiness), for the last hour.
+PER_SECOND_COUNTS = ("requests", "accepted", THROTTLED_TPS, THROTTLED_CONCURRENCY)
+PER_SECOND_KEPT = 3600
 DEFAULT_CHAT_MINUTES = 1500
 
 
@@ -98,6 +104,8 @@ class ChatStore:
         self.counters: dict[str, dict[str, int]] = {op: dict.fromkeys(COUNTERS, 0) for op in OPERATIONS}
         self.chats_ended: dict[str, int] = dict.fromkeys(END_REASONS, 0)
         self.unknown_requests = 0
+        # per operation: emulated epoch second -> [requests, accepted, throttled_tps, throttled_concurrency]
+        self.per_second: dict[str, dict[int, list[int]]] = {}
 
     def apply_config(self, config: EmulatorConfig) -> None:
         """Switch to a new configuration. Changed rates rebuild their buckets at the current level."""
@@ -148,6 +156,12 @@ class ChatStore:
             "contacts_retained": len(self.contacts),
             "unknown_requests": self.unknown_requests,
             "buckets": buckets,
+            "per_second": {
+                op: {
+                    str(second): dict(zip(PER_SECOND_COUNTS, counts, strict=True)) for second, counts in seconds.items()
+                }
+                for op, seconds in self.per_second.items()
+            },
         }
 
     # ---- entry point ---------------------------------------------------------------------------
@@ -158,15 +172,34 @@ class ChatStore:
             self.advance(now)
         counters = self.counters[operation]
         counters["requests"] += 1
+        second = self._second(operation)
+        second[0] += 1
         if call.attempt > 1:
             counters["retried_attempts"] += 1
         try:
             result = self._ops[operation](call, now)
         except ApiError as error:
             counters[error.counter] += 1
+            if error.counter == THROTTLED_TPS:
+                second[2] += 1
+            elif error.counter == THROTTLED_CONCURRENCY:
+                second[3] += 1
             raise
         counters["accepted"] += 1
+        second[1] += 1
         return result
+
+    def _second(self, operation: str) -> list[int]:
+        """This emulated second's counts of `operation` (the last PER_SECOND_KEPT seconds are kept)."""
+        seconds = self.per_second.setdefault(operation, {})
+        now = int(self.clock.epoch())
+        counts = seconds.get(now)
+        if counts is None:
+            counts = seconds[now] = [0, 0, 0, 0]
+            if len(seconds) > PER_SECOND_KEPT:
+                for old in sorted(seconds)[: len(seconds) - PER_SECOND_KEPT]:
+                    del seconds[old]
+        return counts
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def advance(self, now: float) -> None:

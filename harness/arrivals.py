@@ -1,7 +1,8 @@
 """The per-process dispatcher: hands each arrival the pacer schedules to an idle user, or drops it.
 
 One dispatcher runs per process (local runner or worker). It waits as the pacer says
-(`pacer.wait(schedule, elapsed, hits, share)`), and at each arrival offers it through a
+(`pacer.wait(schedule, elapsed, hits, share, process)`: evenly spaced or Poisson arrivals), and at
+each arrival offers it through a
 rendezvous channel to a user that is waiting for work (`put(block=False)`). If no user is idle
 the arrival is dropped on the spot: an attempts row with outcome `dropped`. The dispatcher never
 waits for a user, so a slow target cannot slow the offered rate down (no coordinated omission);
@@ -19,7 +20,7 @@ from typing import Any
 
 from chatload.contracts import DROPPED, START_CHAT
 from chatload.harness.customer import Arrival
-from chatload.harness.pacer import ArrivalLedger, Schedule, Share, wait
+from chatload.harness.pacer import ArrivalLedger, Poisson, Schedule, Share, Uniform, wait
 from chatload.harness.recorder import Recorder, new_row
 
 MAX_NAP_S = 0.5  # the dispatcher re-reads its share at least this often
@@ -41,6 +42,7 @@ class Dispatcher:
         nap: Callable[[float], Any],
         share: Share | None = None,
         budget: Any = None,
+        process: Uniform | Poisson | None = None,
     ) -> None:
         self.schedule = schedule
         self.recorder = recorder
@@ -49,6 +51,7 @@ class Dispatcher:
         self.clock = clock
         self.nap = nap
         self.share = share or Share()
+        self.process = process or Uniform()
         self.budget = budget
         self.ledger = ArrivalLedger()
         self.hits = 0
@@ -69,7 +72,7 @@ class Dispatcher:
         schedule = self.schedule
         while not self.stopped:
             elapsed = self.clock() - self.t0
-            delay = wait(schedule, elapsed, self.hits, self.share)
+            delay = wait(schedule, elapsed, self.hits, self.share, self.process)
             if delay > DUE_S:
                 if math.isinf(delay) and elapsed >= schedule.duration_s:
                     return

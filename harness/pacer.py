@@ -31,10 +31,12 @@ has no more arrivals for it).
 from __future__ import annotations
 
 import math
+import random
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from chatload.contracts import ARRIVAL_PROCESSES, POISSON, UNIFORM
 from chatload.harness.scenario.model import Stage
 
 # Tolerance for float sums: an arrival whose count is within EPS of the schedule's total still exists.
@@ -208,13 +210,21 @@ class Share:
         )
 
     def arrival_time(self, schedule: Schedule, j: int) -> float:
-        """Time of this process's arrival j (j = 1, 2, ...); math.inf when there is none."""
+        """Time of this process's evenly spaced arrival j (j = 1, 2, ...), at N(t) = j - 1 + phase
+        (the phase of the share that governed that arrival); math.inf when there is none."""
         target = j - 1 + self.phase
         if self.previous is not None and target <= self.count_before + EPS:
             return self.previous.arrival_time(schedule, j)
+        return self.time_of_count(schedule, target)
+
+    def time_of_count(self, schedule: Schedule, count: float) -> float:
+        """The time t at which N(t) = count (the inverse of expected_arrivals); math.inf when the
+        schedule ends before this process expects that many arrivals."""
+        if self.previous is not None and count <= self.count_before + EPS:
+            return self.previous.time_of_count(schedule, count)
         if self.fraction <= 0:
             return math.inf
-        k = schedule.expected_arrivals(self.since_s) + (target - self.count_before) / self.fraction
+        k = schedule.expected_arrivals(self.since_s) + (count - self.count_before) / self.fraction
         return schedule.arrival_time(k)
 
     def rebased(self, schedule: Schedule, t: float, fraction: float, phase: float | None = None) -> Share:
@@ -235,17 +245,79 @@ def equal_shares(n: int) -> list[Share]:
     return [Share(fraction=1 / n, phase=(p + 1) / n) for p in range(n)]
 
 
-def wait(schedule: Schedule, elapsed: float, hits: int, share: float | Share = 1.0) -> float:
+# ------------------------------------------------------------------ arrival processes
+
+
+class Uniform:
+    """Evenly spaced arrivals: this process's arrival j at N(t) = j - 1 + phase (the share's phase).
+    A constant rate r gives exactly one arrival every 1/r seconds."""
+
+    name = UNIFORM
+
+    def time_of(self, schedule: Schedule, share: Share, hits: int) -> float:
+        """Seconds since the start at which this process's arrival hits+1 is due."""
+        return share.arrival_time(schedule, hits + 1)
+
+
+class Poisson:
+    """Independent arrivals: a Poisson process whose intensity follows the schedule's rate.
+
+    The gaps between this process's arrivals, measured in its own expected count N(t), are Exp(1)
+    draws: arrival j happens at N(t) = S_j = E_1 + ... + E_j. N maps a unit-rate Poisson process
+    onto time (the time-change theorem), so the number of arrivals in any interval (a, b] is
+    Poisson with mean N(b) - N(a) = f * (A(b) - A(a)): a non-homogeneous Poisson process with
+    intensity f * r(t), ramps included. Processes drawing from independent generators add up to a
+    Poisson process at the global rate r(t); a re-based share keeps N continuous, so the stream
+    goes on unchanged (memorylessness). It stays an open model: draws never depend on responses.
+
+    The same seed (the same generator state) gives the same arrival times.
+    """
+
+    name = POISSON
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self._index = 0  # the arrival whose count is _count (1-based; 0 = none drawn yet)
+        self._count = 0.0
+
+    def count_of(self, hits: int) -> float:
+        """S of this process's arrival hits+1 (hits only grows: earlier draws are not kept)."""
+        while self._index <= hits:
+            self._count += self.rng.expovariate(1.0)
+            self._index += 1
+        return self._count
+
+    def time_of(self, schedule: Schedule, share: Share, hits: int) -> float:
+        """Seconds since the start at which this process's arrival hits+1 is due."""
+        return share.time_of_count(schedule, self.count_of(hits))
+
+
+def spacing(process: str, seed: int | None, stream: str) -> Uniform | Poisson:
+    """The arrival process named `process` for one process's stream (its worker name): Poisson
+    streams with the same seed and different names are independent, and each is reproducible."""
+    if process == POISSON:
+        if seed is None:
+            raise ValueError("a Poisson arrival process needs a seed (the run draws one when none is given)")
+        return Poisson(random.Random(f"{seed}/{stream}"))
+    if process == UNIFORM:
+        return Uniform()
+    raise ValueError(f"arrival process {process!r}: expected one of {', '.join(ARRIVAL_PROCESSES)}")
+
+
+def wait(
+    schedule: Schedule, elapsed: float, hits: int, share: float | Share = 1.0, process: Uniform | Poisson | None = None
+) -> float:
     """Seconds from `elapsed` until this process's arrival hits+1 (Vegeta's Pacer.Pace).
 
     `hits` is the number of arrivals this process has already handled (started or dropped).
     Negative: the arrival is late by that much (start it now, or count it as dropped);
     math.inf: the schedule has no more arrivals for this process. A float share f is
-    Share(fraction=f): arrival j at A(t) = j / f.
+    Share(fraction=f): evenly spaced arrival j at A(t) = j / f. `process` spaces the arrivals
+    (default Uniform()).
     """
     if not isinstance(share, Share):
         share = Share(fraction=share)
-    return share.arrival_time(schedule, hits + 1) - elapsed
+    return (process or Uniform()).time_of(schedule, share, hits) - elapsed
 
 
 # ------------------------------------------------------------------ dropped arrivals

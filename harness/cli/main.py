@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chatload.contracts import (
+    ARRIVAL_PROCESSES,
     CONNECT_ENDPOINT_ENV,
     EXIT_CODES,
     EXIT_INVALID,
@@ -129,6 +130,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confirm-real-instance", action="store_true", help="consent to load a real instance")
     p.add_argument("--max-chats", type=int, help="cap on chats started in the run")
     p.add_argument("--max-rate", type=float, help="cap on the arrival rate (chats/s)")
+    p.add_argument("--arrivals", choices=ARRIVAL_PROCESSES, help="arrival process (default: the scenario's)")
+    p.add_argument("--seed", type=int, help="seed of Poisson arrivals (default: the scenario's, else a fresh one)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="folder for run folders (default reports)")
 
 
@@ -151,6 +154,8 @@ def resolve_scenario_path(name: str | None) -> Path:
 def load_run_scenario(args: argparse.Namespace) -> Scenario:
     from chatload.harness.scenario import files, schema
 
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed: must be a whole number >= 0, got {args.seed}")
     try:
         if args.rate is not None or args.duration is not None:
             if args.scenario:
@@ -199,6 +204,8 @@ def locust_options(args: argparse.Namespace, scenario_path: Path | None) -> list
         ("--max-attempts", args.max_attempts),
         ("--max-chats", args.max_chats),
         ("--max-rate", args.max_rate),
+        ("--arrivals", args.arrivals),
+        ("--seed", args.seed),
     ):
         if value is not None:
             opts += [flag, str(value)]

@@ -218,6 +218,7 @@ class Coordinator:
         problem = refusal(settings)
         if problem:
             raise run_options.UsageError(problem)
+        settings = run_options.with_seed(settings, settings.scenario.arrivals.seed)
         scenario = settings.scenario
         run_id = settings.run_id or new_run_id(scenario.name)
         if self.last_run is not None and self.last_run.run_id == run_id:

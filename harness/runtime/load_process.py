@@ -32,7 +32,7 @@ from chatload.harness.client import Api, Call, ClientSettings, make_clients
 from chatload.harness.customer import Arrival, Customer
 from chatload.harness.live.stats import LiveStats
 from chatload.harness.outcome import CallFailed
-from chatload.harness.pacer import Schedule, Share
+from chatload.harness.pacer import Schedule, Share, spacing
 from chatload.harness.recorder import Recorder, flush_forever
 from chatload.harness.runtime import options as run_options
 from chatload.harness.safety import ChatBudget, KillSwitch, effective_caps
@@ -128,9 +128,11 @@ class LoadProcess:
         budget = None
         if caps.max_chats is not None:
             budget = ChatBudget(max(1, math.ceil(caps.max_chats * share.fraction)))
+        arrivals = scenario.arrivals
         load.dispatcher = Dispatcher(
             Schedule(scenario.stages), load.recorder, self.offer,
             t0=t0, clock=time.time, nap=gevent.sleep, share=share, budget=budget,
+            process=spacing(arrivals.process, arrivals.seed, load.worker),
         )  # fmt: skip
         load.dispatcher_greenlet = gevent.spawn(self._dispatch, load)
 

@@ -8,15 +8,18 @@ checked here, and a mistake is one line naming the option (or the scenario file 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from chatload.contracts import (
+    ARRIVAL_PROCESSES,
     CONNECT_ENDPOINT_ENV,
     DEFAULT_EMULATOR_URL,
     PARTICIPANT_ENDPOINT_ENV,
+    POISSON,
     RETRY_MODES,
     endpoint_from_env,
 )
@@ -64,6 +67,8 @@ def add_arguments(parser: Any) -> None:
     )
     add("--max-chats", default="", help="cap: most chats this run may start")
     add("--max-rate", default="", help="cap: highest arrival rate (chats/s) this run may schedule")  # fmt: skip
+    add("--arrivals", default="", help=f"arrival process: {' or '.join(ARRIVAL_PROCESSES)} (default: the scenario's)")
+    add("--seed", default="", help="seed of Poisson arrivals (default: the scenario's, else a fresh one)")
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,14 @@ def overrides(options: Any) -> dict[str, Any]:
         found.setdefault("retry", {})["max_attempts"] = attempts
     if getattr(options, "confirm_real_instance", False):
         found["target.confirm"] = True
+    process = _text(options, "arrivals")
+    if process:
+        if process not in ARRIVAL_PROCESSES:
+            raise UsageError(f"--arrivals: expected {' or '.join(ARRIVAL_PROCESSES)}, got {process!r}")
+        found["arrivals.process"] = process
+    seed = _number(options, "seed", int, 0)
+    if seed is not None:
+        found["arrivals.seed"] = seed
     return found
 
 
@@ -200,3 +213,14 @@ def problem(options: Any) -> str | None:
     except (UsageError, ScenarioError) as exc:
         return str(exc)
     return None
+
+
+def with_seed(settings: RunSettings, seed: int | None) -> RunSettings:
+    """Settings whose Poisson arrivals have a seed: `seed`, else a fresh one (recorded in meta.json
+    and sent to every worker, so that the run can be repeated with --seed)."""
+    arrivals = settings.scenario.arrivals
+    if arrivals.process != POISSON:
+        return settings
+    seed = secrets.randbits(32) if seed is None else int(seed)
+    scenario = replace(settings.scenario, arrivals=replace(arrivals, seed=seed))
+    return replace(settings, scenario=scenario)

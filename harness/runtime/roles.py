@@ -112,7 +112,8 @@ class Workers:
     def begin(self, run: Run) -> None:
         if run.token is None:
             run.token, run.inbox = shipping.write_token(run.folder), shipping.Inbox(run.folder)
-        self.runner.send_message(MSG_RUN, {"run_id": run.run_id, "folder": str(run.folder), "token": run.token})
+        info = {"run_id": run.run_id, "folder": str(run.folder), "token": run.token}
+        self.runner.send_message(MSG_RUN, {**info, "seed": run.settings.scenario.arrivals.seed})
 
     def start(self, run: Run) -> None:
         send_shares(self.runner, run)
@@ -223,7 +224,7 @@ def _wire_worker(environment: Any, load: LoadProcess) -> None:
 
     def on_test_start(environment: Any, **_: Any) -> None:
         try:
-            settings = run_options.resolve(environment.parsed_options)
+            settings = run_options.with_seed(run_options.resolve(environment.parsed_options), run_info.get("seed"))
         except (run_options.UsageError, ScenarioError) as exc:
             log.error("chatload: worker cannot run: %s", exc)
             return

@@ -9,17 +9,21 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from chatload.contracts import (
+    ARRIVAL_PROCESSES,
     DEFAULT_ATTEMPTS,
     DEFAULT_CONTACT_FLOW_ID,
     DEFAULT_INSTANCE_ID,
     DEFAULT_REGION,
     OUTCOMES,
+    POISSON,
     RETRY_MODES,
+    UNIFORM,
 )
 from chatload.harness.scenario.duration import format_duration, parse_duration
 from chatload.harness.scenario.model import (
@@ -34,8 +38,10 @@ from chatload.harness.scenario.model import (
     PERSISTENT,
     RAMPS,
     TARGET_KINDS,
+    Arrivals,
     ChatLife,
     HoldTime,
+    Replay,
     RetryPolicy,
     Safety,
     Scenario,
@@ -44,6 +50,7 @@ from chatload.harness.scenario.model import (
     Thresholds,
     plain_data,
 )
+from chatload.harness.scenario.replay import ReplayError, read_recording, replay_stages
 from chatload.harness.scenario.schema import Table, scenario_error, show, suggestion
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -150,13 +157,21 @@ def _build(
     ):
         raise scenario_error(label, "rate multiplier", f"must be a number > 0, got {show(rate_multiplier)}")
     top = Table(label, "", raw)
-    top.check_keys(("name", "purpose", "users", "stages", "chat", "retry", "target", "thresholds", "safety"))
+    top.check_keys(
+        ("name", "purpose", "users", "stages", "arrivals", "chat", "retry", "target", "thresholds", "safety")
+    )
     default_name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._") or "scenario"
     name = top.string("name", default_name)
     if not _NAME.fullmatch(name):
         top.fail("name", f"use letters, digits, '.', '_' and '-' (up to 64, it names run folders), got {show(name)}")
     purpose = top.string("purpose", comment or "", max_length=300)
-    stages = _stages(top, rate_multiplier)
+    if top.has("stages") and top.table("arrivals").has("replay"):
+        top.fail("stages", "give either [[stages]] or [arrivals] replay, not both (a replay makes the stages)")
+    arrivals, replayed = _arrivals(top, path)
+    if replayed is None:
+        stages = _stages(top, rate_multiplier)
+    else:
+        stages = tuple(replace(stage, target_rate=stage.target_rate * rate_multiplier) for stage in replayed)
     chat = _chat(top.table("chat"))
     retry = _retry(top.table("retry"))
     target = _target(top.table("target"))
@@ -172,7 +187,56 @@ def _build(
         safety=_safety(top.table("safety"), target.kind),
         users=top.integer("users", None, minimum=1, maximum=100_000),
         rate_multiplier=float(rate_multiplier),
+        arrivals=arrivals,
     )
+
+
+def _arrivals(top: Table, path: str | None) -> tuple[Arrivals, tuple[Stage, ...] | None]:
+    """[arrivals]: the process and its seed, or a recorded day (replay) that makes the stages."""
+    table = top.table("arrivals")
+    table.check_keys(("process", "seed", "replay", "scale", "speed", "window", "interval"))
+    file = table.string("replay", None, max_length=1000)
+    process = table.string("process", POISSON if file is not None else UNIFORM, choices=ARRIVAL_PROCESSES)
+    seed = table.integer("seed", None, minimum=0, maximum=2**63 - 1)
+    assert process is not None
+    if file is None:
+        for key in ("scale", "speed", "window", "interval"):
+            if table.has(key):
+                table.fail(key, 'only with replay = "FILE.csv" (a recorded day to replay)')
+        return Arrivals(process, seed), None
+    scale = table.number("scale", 1.0, above=0, maximum=1e6)
+    speed = table.number("speed", 1.0, above=0, maximum=1e7)
+    interval = table.duration("interval", None, above=0)
+    window = None
+    if table.has("window"):
+        value = table.data["window"]
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str | int | float) for v in value)):
+            table.fail(
+                "window",
+                f'must be [START, END], e.g. ["2025-11-28T08:00:00Z", "2025-11-28T20:00:00Z"], got {show(value)}',
+            )
+        window = (str(plain_data(value[0])), str(plain_data(value[1])))
+    where = Path(path).parent if path is not None else Path.cwd()
+    csv_path = Path(file).expanduser()
+    csv_path = csv_path if csv_path.is_absolute() else where / csv_path
+    assert scale is not None and speed is not None
+    try:
+        recording = read_recording(csv_path, window=window, interval_s=interval, shown=file)
+        stages = replay_stages(recording, scale=scale, speed=speed)
+    except ReplayError as exc:
+        table.fail("replay", str(exc))
+    replay = Replay(
+        file=file,
+        path=str(csv_path),
+        scale=scale,
+        speed=speed,
+        window=window,
+        interval_s=interval,
+        shape=recording.shape,
+        wall_clock=recording.wall_clock,
+        intervals=tuple((i.start, i.length_s, i.chats) for i in recording.intervals),
+    )
+    return Arrivals(process, seed, replay), stages
 
 
 def _stages(top: Table, multiplier: float) -> tuple[Stage, ...]:

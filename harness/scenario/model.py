@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any, Literal
 
-from chatload.contracts import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID, DEFAULT_REGION
+from chatload.contracts import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID, DEFAULT_REGION, UNIFORM
 
 RAMPS = ("step", "linear")
 DISTRIBUTIONS = ("fixed", "exponential", "lognormal")
@@ -153,6 +153,30 @@ class Safety:
 
 
 @dataclass(frozen=True)
+class Replay:
+    """A recorded day replayed as the scenario's stages (harness/scenario/replay.py)."""
+
+    file: str  # as the scenario gives it (relative to the scenario file)
+    path: str  # the file read
+    scale: float = 1.0  # every recorded count is multiplied by this
+    speed: float = 1.0  # recorded seconds per real second
+    window: tuple[str, str] | None = None
+    interval_s: float | None = None  # contact records: recorded seconds per interval
+    shape: str = "intervals"  # "intervals" or "contacts"
+    wall_clock: bool = True  # recorded times are dates and times (epoch seconds), not plain seconds
+    intervals: tuple[tuple[float, float, float], ...] = ()  # (recorded start, length s, chats as recorded)
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """How arrivals are spaced within each stage, and where the stages come from."""
+
+    process: str = UNIFORM  # one of chatload.contracts.ARRIVAL_PROCESSES
+    seed: int | None = None  # Poisson: None = a fresh seed, drawn when the run starts
+    replay: Replay | None = None
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     purpose: str
@@ -165,6 +189,7 @@ class Scenario:
     safety: Safety = Safety()
     users: int | None = None  # pool size; None = pool_size() computes it
     rate_multiplier: float = 1.0  # already applied to the stages' rates
+    arrivals: Arrivals = Arrivals()
 
     @property
     def duration_s(self) -> float:
@@ -315,6 +340,28 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
             "max_chats": s.safety.max_chats,
             "max_rate": s.safety.max_rate,
             "max_error_share": s.safety.max_error_share,
+        },
+        "arrivals": arrivals_to_dict(s.arrivals),
+    }
+
+
+def arrivals_to_dict(arrivals: Arrivals) -> dict[str, Any]:
+    """meta.json["scenario"]["arrivals"]: the process, the seed, and the replayed recording."""
+    replay = arrivals.replay
+    return {
+        "process": arrivals.process,
+        "seed": arrivals.seed if arrivals.process != UNIFORM else None,
+        "replay": None
+        if replay is None
+        else {
+            "file": replay.file,
+            "shape": replay.shape,
+            "scale": replay.scale,
+            "speed": replay.speed,
+            "window": None if replay.window is None else list(replay.window),
+            "interval_s": replay.interval_s,
+            "wall_clock": replay.wall_clock,
+            "intervals": [list(interval) for interval in replay.intervals],
         },
     }
 

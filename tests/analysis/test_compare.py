@@ -41,6 +41,7 @@ def test_compare_before_and_after(make_run, attempt_row, capsys):
     result = json.loads((out / "compare.json").read_text())
     assert result["runs"] == {"A": "run-before", "B": "run-after"}
     rows = {m["metric"]: m for m in result["metrics"]}
+    assert rows["arrival process"]["A"] == "uniform" and rows["arrival process"]["change"] is None
     # accepted 10 vs 20 over 5 s -> 2/s vs 4/s; change +2
     assert rows["mean accepted rate /s"]["A"] == 2.0 and rows["mean accepted rate /s"]["B"] == 4.0
     assert rows["mean accepted rate /s"]["change"] == 2.0

@@ -27,6 +27,7 @@ OUTPUTS = (
     "plots/latency.png",
     "plots/active_chats.png",
     "plots/saturation.png",
+    "plots/arrivals.png",
 )
 
 
@@ -100,7 +101,15 @@ def test_dropped_arrivals_make_the_run_invalid(make_run, attempt_row):
     summary = assert_outputs(run_dir)
     assert summary["valid"] is False
     assert len(summary["invalid_reasons"]) == 1 and "dropped share" in summary["invalid_reasons"][0]
-    assert summary["arrivals"] == {"scheduled": 10, "started": 7, "dropped": 3}
+    assert summary["arrivals"] == {
+        "scheduled": 10,
+        "started": 7,
+        "dropped": 3,
+        "process": "uniform",  # meta.json without "arrivals": an old run, evenly spaced
+        "seed": None,
+        # seconds 0..4 hold 2 arrivals, 5..9 none: mean 1, squares 10 over 9 degrees of freedom
+        "dispersion_index": pytest.approx(10 / 9),
+    }
     dropped = next(t for t in summary["thresholds"] if t["name"] == "max_dropped_share")
     assert dropped["observed"] == pytest.approx(0.3) and dropped["passed"] is False
 

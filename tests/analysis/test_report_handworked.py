@@ -190,7 +190,8 @@ def test_summary_thresholds_and_exit_code(hand_run, capsys):
     # stage table: target, offered, accepted, ok %, TPS %, concurrency %, other %, dropped
     assert lines[3].split() == ["low", "2.00", "2.00", "2.00", "100.0", "0.0", "0.0", "0.0", "0"]
     assert lines[4].split() == ["high", "4.00", "4.00", "1.50", "42.9", "28.6", "14.3", "14.3", "1"]
-    assert "max_outcome_share.throttled_tps 0.1818 <= 0.1 FAIL" in out and len(lines) <= 10
+    assert lines[5].startswith("arrivals: uniform (evenly spaced); dispersion index -")
+    assert "max_outcome_share.throttled_tps 0.1818 <= 0.1 FAIL" in out and len(lines) <= 11
     summary = json.loads((hand_run / "summary.json").read_text())
     for key in (
         "run_id",
@@ -209,7 +210,17 @@ def test_summary_thresholds_and_exit_code(hand_run, capsys):
         assert key in summary
     assert summary["valid"] is True and summary["passed"] is False
     assert summary["duration_s"] == pytest.approx(4.5)
-    assert summary["arrivals"] == {"scheduled": 12, "started": 11, "dropped": 1}
+    # the contract's three counts, then the arrival process (none recorded: uniform) and no dispersion
+    # index: the two step stages hold only 2 + 2 full seconds (at least 10 needed)
+    assert summary["arrivals"] == {
+        "scheduled": 12,
+        "started": 11,
+        "dropped": 1,
+        "process": "uniform",
+        "seed": None,
+        "dispersion_index": None,
+    }
+    assert summary["replay"] is None
     assert summary["calls"]["StartChatContact"]["attempts"] == 12
     results = {t["name"]: (t["observed"], t["passed"]) for t in summary["thresholds"]}
     assert results == {
@@ -231,14 +242,18 @@ def test_summary_thresholds_and_exit_code(hand_run, capsys):
         "tables/chats.parquet",
         "plots/saturation.png",
         "plots/active_chats.png",
+        "plots/arrivals.png",
     ):
         assert (hand_run / name).is_file(), name
+    assert not (hand_run / "plots" / "replay.png").exists()  # not a replay
     per_second = pd.read_parquet(hand_run / "tables" / "per_second.parquet")
     assert per_second["offered"].tolist() == [2, 2, 4, 4, 0]
+    # the schedule expects 2 arrivals in each second of "low", 4 in each of "high", none after it
+    assert per_second["expected"].tolist() == [2, 2, 4, 4, 0]
     junit = (hand_run / "junit.xml").read_text()
     assert junit.count("<testcase") == 5 and junit.count("<failure") == 1
     html = (hand_run / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5
+    assert html.count("data:image/png;base64,") == 6
     assert "http://" not in html.replace("http://127.0.0.1:1", "") and "https://" not in html
 
 

@@ -456,3 +456,31 @@ def test_describe_contact(make_store):
     assert described["Attributes"] == {"a": "b"} and "DisconnectTimestamp" not in described
     error = refused(store, "DescribeContact", Call(access_key=KEY, instance_id=INSTANCE, contact_id="nope"))
     assert (error.code, error.status) == ("ResourceNotFoundException", 404)
+
+
+def test_per_second_counts_follow_the_emulated_clock(make_store):
+    store = make_store(
+        rates={"StartChatContact": {"rate": 1, "burst": 2}},
+        instances=[{"id": INSTANCE, "concurrent_chats": 3, "contact_flows": [FLOW]}],
+    )
+    epoch = int(store.clock.epoch())
+    start(store)  # second 0: two accepted, the third throttled by the bucket (burst 2)
+    start(store)
+    assert refused(store, "StartChatContact", start_call()).code == "TooManyRequestsException"
+    store.clock.advance(1.0)  # second 1: one token back, one accepted; the quota (3 chats) is then full
+    start(store)
+    store.clock.advance(1.0)  # second 2: a token, but 3 chats are active: the concurrency quota refuses
+    assert refused(store, "StartChatContact", start_call()).code == "LimitExceededException"
+    seconds = store.state()["per_second"]["StartChatContact"]
+    assert seconds == {
+        str(epoch): {"requests": 3, "accepted": 2, "throttled_tps": 1, "throttled_concurrency": 0},
+        str(epoch + 1): {"requests": 1, "accepted": 1, "throttled_tps": 0, "throttled_concurrency": 0},
+        str(epoch + 2): {"requests": 1, "accepted": 0, "throttled_tps": 0, "throttled_concurrency": 1},
+    }
+    store.reset()
+    assert store.state()["per_second"] == {}
+
+
+def start_call():
+    body = {"InstanceId": INSTANCE, "ContactFlowId": FLOW, "ParticipantDetails": {"DisplayName": "Ann"}}
+    return Call(body=body, access_key=KEY)

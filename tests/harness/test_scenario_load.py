@@ -35,6 +35,7 @@ BUILTIN_NAMES = [
     "concurrency-ceiling",
     "persistent-chat",
     "quota-increase-what-if",
+    "replay-day",
     "retry-storm",
     "soak",
     "spike",
