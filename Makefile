@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SCENARIO ?= scenarios/ci-smoke.toml
 
-.PHONY: setup run test lint layering wheel install-check bench clean browser wrk
+.PHONY: setup run test lint layering wheel install-check bench clean browser iptables wrk
 
-setup: $(STAMP) browser
+setup: $(STAMP) browser iptables
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	      || echo "chromium could not be installed: the browser test will be skipped"; \
 	  else echo "chromium not found and apt-get not usable: the browser test will be skipped"; fi; \
+	fi
+
+# Debian's iptables for the network-fault tests (partitions between namespaces); skipped where apt is
+# not usable (those tests then skip with a one-line reason).
+iptables:
+	@if ! command -v iptables >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's iptables for the network-fault tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null) \
+	      || echo "iptables could not be installed: the partition tests will be skipped"; \
+	  else echo "iptables not found and apt-get not usable: the partition tests will be skipped"; fi; \
 	fi
 
 run: setup

@@ -11,9 +11,9 @@ from chatload.contracts import ATTEMPTS_TYPES, CALL_OUTCOMES, OK, THROTTLED_CONC
 # Outcomes that are neither a success nor a classified throttle (the errors columns of the tables).
 OTHER_ERRORS = tuple(o for o in CALL_OUTCOMES if o not in (OK, THROTTLED_TPS, THROTTLED_CONCURRENCY))
 
-# Attempts columns the analysis reads (contact_id is never loaded, start_lag_ms not used). String
+# Attempts columns the analysis reads (contact_id is never loaded, start_lag_ms and client_token not used). String
 # columns are read as dictionaries and become pandas categoricals, so 10 million rows stay small.
-NOT_READ = ("contact_id", "start_lag_ms")
+NOT_READ = ("contact_id", "start_lag_ms", "client_token")
 STRING_COLUMNS = ("chat",)
 FLOAT_COLUMNS = tuple(c for c, kind in ATTEMPTS_TYPES.items() if kind == "float64" and c not in NOT_READ)
 INT_COLUMNS = tuple(c for c, kind in ATTEMPTS_TYPES.items() if kind == "int" and c not in NOT_READ)

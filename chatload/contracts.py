@@ -71,6 +71,9 @@ ATTEMPTS_CONTRACT_COLUMNS: dict[str, str] = {
 ATTEMPTS_EXTRA_COLUMNS: dict[str, str] = {
     "first_outcome": "string",  # outcome of the first HTTP attempt (equals outcome with retries off)
     "start_lag_ms": "float64",  # how late the call started after the pacer's intended time
+    # StartChatContact's idempotency token: lets the coordinator find a chat whose answer a killed
+    # worker never recorded (it authorizes nothing, so it is no secret)
+    "client_token": "string",
 }
 ATTEMPTS_TYPES: dict[str, str] = {**ATTEMPTS_CONTRACT_COLUMNS, **ATTEMPTS_EXTRA_COLUMNS}
 ATTEMPTS_COLUMNS = tuple(ATTEMPTS_TYPES)

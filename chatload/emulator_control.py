@@ -18,7 +18,8 @@ calls below). On exit, even after an exception, the group gets SIGTERM, then SIG
 start raises `EmulatorStartError` whose text is one line: the emulator's last line on stderr (a bad
 config names its file and key) or what happened.
 
-`EmulatorAdmin(url)` calls the admin API (architecture.md section 2): health(), state(), reset(),
+`prefix` wraps the command (e.g. `("ip", "netns", "exec", "NS")` for an emulator on a test host in
+a network namespace). `EmulatorAdmin(url)` calls the admin API (architecture.md section 2): health(), state(), reset(),
 config(), put_config(patch); and problem(), one line for a user when no emulator answers at url.
 """
 
@@ -139,6 +140,7 @@ def running_emulator(
     port: int = 0,
     startup_timeout_s: float = 15.0,
     quiet: bool = True,
+    prefix: tuple[str, ...] = (),
 ) -> Iterator[EmulatorProcess]:
     """Run `python -m chatload.emulator` for the duration of the with-block (see the module doc)."""
     with tempfile.TemporaryDirectory(prefix="chatload-emulator-") as tmp:
@@ -152,7 +154,7 @@ def running_emulator(
                 settings.setdefault("emulator", {})["time_scale"] = time_scale
             config_path = Path(tmp) / "emulator.toml"
             config_path.write_text(to_toml(settings), encoding="utf-8")
-        command = [sys.executable, "-m", "chatload.emulator", "--host", host, "--port", str(port),
+        command = [*prefix, sys.executable, "-m", "chatload.emulator", "--host", host, "--port", str(port),
                    "--config", str(config_path)]  # fmt: skip
         if quiet:
             command.append("--quiet")

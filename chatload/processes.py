@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -31,6 +32,30 @@ def stop_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         _signal(proc, signal.SIGKILL)
         proc.wait()
+
+
+def stop_group(pgid: int, grace_s: float = 10.0) -> bool:
+    """SIGTERM what is left of process group `pgid` (its leader may be gone: a Locust master's
+    workers), wait up to `grace_s` for it to end, then SIGKILL. True if anything was left."""
+    if not _group_alive(pgid):
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:

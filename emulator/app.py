@@ -8,10 +8,18 @@ Every error carries its status, `x-amzn-ErrorType`, `x-amzn-RequestId` and a JSO
 shape botocore parses into ClientError. Signatures are not verified: the access key and region are
 read from the SigV4 `Authorization` header's Credential scope; a retry is recognised by the SDK's
 `amz-sdk-request: attempt=N` header. Bodies over 1 MiB are refused (413) without being read.
+
+Injected faults ([faults], faults.py) are carried out here, once the request is routed and before
+the model sees it: a 500 or 503 answer, a connection reset (http_stack.reset_connection: a TCP RST,
+no answer), or no answer at all (held until the client hangs up, or
+no_answer_max_real_s). An added latency waits (asyncio, never blocking the loop) for
+latency / time_scale real seconds after the model's work and before the answer, and gives up as soon
+as the client hangs up. With no faults configured the only cost is one empty-dict test per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import traceback
@@ -31,6 +39,16 @@ from chatload.contracts import (
 from chatload.emulator.config import ConfigError, config_to_dict, merge_config
 from chatload.emulator.contacts import new_uuid
 from chatload.emulator.errors import ApiError
+from chatload.emulator.faults import (
+    ABANDONED,
+    NO_ANSWER,
+    NO_ANSWER_CLOSED,
+    RESET,
+    SERVER_ERROR,
+    SERVICE_UNAVAILABLE,
+    Fault,
+)
+from chatload.emulator.http_stack import reset_connection
 from chatload.emulator.model import Call, ChatStore
 
 MAX_BODY = 1024 * 1024
@@ -62,6 +80,11 @@ def _encode(payload: Any) -> bytes:
 
 
 _loads = json.loads
+
+# Set in the scope while a request waits on purpose: the server stack (http_stack.FastProtocol) may
+# then close its connection at once on shutdown.
+WAITING = "chatload.waiting"
+RESET_WAIT_S = 1.0  # how long to wait for the stack to report a reset connection lost
 
 
 def _credential(auth: bytes) -> tuple[str | None, str]:
@@ -181,6 +204,71 @@ def make_app(store: ChatStore) -> ASGIApp:
         code = "InternalServerException" if operation in PARTICIPANT else "InternalServiceException"
         await respond(send, 500, {"Message": "Internal error in the emulator"}, code)
 
+    faults = store.faults
+
+    async def client_left(scope: dict, receive: Callable, real_s: float) -> bool:
+        """Wait up to `real_s` real seconds (without blocking the loop); True as soon as the client hangs
+        up (its request body, if still unread, is drained on the way)."""
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        scope[WAITING] = True
+        try:
+            await asyncio.wait_for(disconnected(), real_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            scope[WAITING] = False
+
+    async def reset(scope: dict, receive: Callable, send: Callable) -> None:
+        if reset_connection(send):
+            await client_left(scope, receive, RESET_WAIT_S)  # the stack then knows it is gone: no 500
+
+    def served(operation: str, call: Call) -> tuple[int, Any, str | None]:
+        """The model's answer as (status, payload, error code), for the faulted path."""
+        try:
+            return 200, store.handle(operation, call), None
+        except ApiError as error:
+            return error.status, error.body(), error.code
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            store.counters[operation]["server_error"] += 1
+            code = "InternalServerException" if operation in PARTICIPANT else "InternalServiceException"
+            return 500, {"Message": "Internal error in the emulator"}, code
+
+    async def faulted(scope: dict, receive: Callable, send: Callable, operation: str, call: Call, fault: Fault) -> None:
+        """Carry out an injected fault (already counted by faults.decide)."""
+        kind = fault.kind
+        if kind == NO_ANSWER:
+            faults.held += 1
+            try:
+                gone = await client_left(scope, receive, faults.config.no_answer_max_real_s)
+            finally:
+                faults.held -= 1
+            if not gone:
+                faults.count(operation, NO_ANSWER_CLOSED)
+                await reset(scope, receive, send)
+            return
+        if kind == SERVER_ERROR:
+            code = "InternalServerException" if operation in PARTICIPANT else "InternalServiceException"
+            status, payload, error = 500, {"Message": "Internal error (injected by the emulator)"}, code
+        elif kind == SERVICE_UNAVAILABLE:
+            status, payload, error = 503, {"message": "Service Unavailable"}, "ServiceUnavailableException"
+        elif kind is None:  # added latency only: the service does its work now and answers late
+            status, payload, error = served(operation, call)
+        else:
+            status, payload, error = 0, None, None  # a reset: nothing to answer
+        if fault.delay_s > 0 and await client_left(scope, receive, fault.delay_s / store.clock.time_scale):
+            faults.count(operation, ABANDONED)
+            return
+        if kind == RESET:
+            await reset(scope, receive, send)
+            return
+        await respond(send, status, payload, error)
+
     async def app(scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return
@@ -192,6 +280,11 @@ def make_app(store: ChatStore) -> ASGIApp:
         if routed is None:
             return
         operation, call = routed
+        if faults.plans:
+            fault = faults.decide(operation)
+            if fault is not None:
+                await faulted(scope, receive, send, operation, call, fault)
+                return
         try:
             result = store.handle(operation, call)
         except ApiError as error:

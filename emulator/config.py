@@ -8,14 +8,20 @@ instance (DEFAULT_INSTANCE_ID) with one contact flow (DEFAULT_CONTACT_FLOW_ID).
     [rates]              Connect APIs, per (account, region, operation): {rate, burst}; "default" for others
     [participant_rates]  Participant Service, per (instance, operation): {rate, burst}
     [[instances]]        id, concurrent_chats, contact_flows
+    [faults]             seed, no_answer_max_real_s; and a table per operation (or "default"):
+                         latency, server_error_share, service_unavailable_share, reset_share,
+                         no_answer_share, window (docs/emulator.md, "Fault injection")
 
 `merge_config(config, patch, source)` applies a JSON object of the same shape (PUT /_emulator/config):
-tables merge key by key, instances merge by id (a new id adds an instance).
+tables merge key by key, instances merge by id (a new id adds an instance). In `faults` (JSON only)
+null removes: `"faults": null` every fault, `"faults": {"<op>": null}` one operation's table,
+`"latency": null` / `"window": null` one key.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -23,7 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from chatload import contracts
-from chatload.contracts import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
+from chatload.contracts import (
+    CREATE_CONNECTION,
+    DEFAULT_CONTACT_FLOW_ID,
+    DEFAULT_INSTANCE_ID,
+    DESCRIBE_CONTACT,
+    DISCONNECT,
+    GET_TRANSCRIPT,
+    SEND_MESSAGE,
+    START_CHAT,
+    STOP_CONTACT,
+)
 
 
 class ConfigError(ValueError):
@@ -51,6 +67,77 @@ class Instance:
     contact_flows: tuple[str, ...] = (DEFAULT_CONTACT_FLOW_ID,)
 
 
+# ---- fault injection ([faults]) -----------------------------------------------------------------
+
+# The operations the emulator serves (faults can be set for each, or for "default").
+FAULT_OPERATIONS = (
+    START_CHAT,
+    STOP_CONTACT,
+    DESCRIBE_CONTACT,
+    CREATE_CONNECTION,
+    SEND_MESSAGE,
+    DISCONNECT,
+    GET_TRANSCRIPT,
+)
+# share key -> the injected failure it draws (exclusive: at most one per request, drawn in this order)
+FAULT_SHARES = {
+    "server_error_share": "server_error",
+    "service_unavailable_share": "service_unavailable",
+    "reset_share": "reset",
+    "no_answer_share": "no_answer",
+}
+LATENCY_DISTRIBUTIONS = ("fixed", "uniform", "lognormal")
+_LATENCY_KEYS = {
+    "fixed": ("distribution", "mean_ms", "max_ms"),
+    "uniform": ("distribution", "mean_ms", "spread_ms", "max_ms"),
+    "lognormal": ("distribution", "mean_ms", "sigma", "max_ms"),
+}
+_FAULT_KEYS = ("latency", *FAULT_SHARES, "window")
+_FAULT_SETTINGS = ("seed", "no_answer_max_real_s")
+DEFAULT_NO_ANSWER_MAX_REAL_S = 600.0
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Added latency in emulated milliseconds: fixed (mean_ms), uniform (mean_ms ± spread_ms) or
+    lognormal (arithmetic mean mean_ms, log-space standard deviation sigma); capped at max_ms if set."""
+
+    distribution: str = "fixed"
+    mean_ms: float = 0.0
+    spread_ms: float = 0.0
+    sigma: float = 0.0
+    max_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class OperationFaults:
+    """One [faults.<operation>] table. window = (start, end) in emulated seconds since the emulator
+    started or was last reset; end may be math.inf; None = always."""
+
+    latency: Latency | None = None
+    server_error_share: float = 0.0
+    service_unavailable_share: float = 0.0
+    reset_share: float = 0.0
+    no_answer_share: float = 0.0
+    window: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Faults:
+    """The [faults] table: RNG seed (None = random), the cap of a never-answered request (real
+    seconds) and the tables by operation ("default" for every operation without its own)."""
+
+    seed: int | None = None
+    no_answer_max_real_s: float = DEFAULT_NO_ANSWER_MAX_REAL_S
+    operations: Mapping[str, OperationFaults] = field(default_factory=dict)
+
+    def for_operation(self, operation: str) -> OperationFaults | None:
+        own = self.operations.get(operation)
+        return own if own is not None else self.operations.get("default")
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
     time_scale: float = 1.0
@@ -64,6 +151,7 @@ class EmulatorConfig:
     instances: Mapping[str, Instance] = field(
         default_factory=lambda: {DEFAULT_INSTANCE_ID: Instance(DEFAULT_INSTANCE_ID)}
     )
+    faults: Faults = field(default_factory=Faults)
 
     def connect_rate(self, operation: str) -> Rate:
         return self.rates.get(operation) or self.rates.get("default") or DEFAULT_RATES["default"]
@@ -82,7 +170,7 @@ _EMULATOR_NUMBERS = {
     "retention_s": (True, False),
 }  # key -> (zero allowed, must be > 0)
 _EMULATOR_STRINGS = ("throttle_message", "participant_throttle_message", "quota_message")
-_TOP_KEYS = ("emulator", "rates", "participant_rates", "instances")
+_TOP_KEYS = ("emulator", "rates", "participant_rates", "instances", "faults")
 
 
 def _fail(source: str, key: str, problem: str) -> ConfigError:
@@ -150,6 +238,137 @@ def _instances(current: Mapping[str, Instance], patch: Any, source: str) -> dict
     return out
 
 
+def _share(value: Any, source: str, key: str) -> float:
+    share = _number(value, source, key, zero_ok=True)
+    if share > 1:
+        raise _fail(source, key, f"must be a share between 0 and 1, got {value}")
+    return share
+
+
+def _duration(value: Any, source: str, key: str) -> float:
+    """Seconds from a number or a string like "60s", "1.5m", "500ms", "2h"."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise _fail(source, key, f'must be a duration like 60, "60s", "1.5m", "500ms", got {value!r}')
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(source, key, f'must be a duration (seconds, or a string like "60s"), got {type(value).__name__}')
+    return _number(value, source, key, zero_ok=True)
+
+
+def _window(value: Any, source: str, key: str) -> tuple[float, float]:
+    if not isinstance(value, list | tuple) or not 1 <= len(value) <= 2:
+        raise _fail(source, key, 'must be a list [start, end] or [start] of durations, e.g. ["60s", "90s"]')
+    start = _duration(value[0], source, f"{key}[0]")
+    end = _duration(value[1], source, f"{key}[1]") if len(value) == 2 else math.inf
+    if end <= start:
+        raise _fail(source, key, f"the end ({end:g} s) must be after the start ({start:g} s)")
+    return start, end
+
+
+def _latency(value: Any, source: str, key: str) -> Latency:
+    spec = _table(value, source, key)
+    distribution = spec.get("distribution", "fixed")
+    if distribution not in LATENCY_DISTRIBUTIONS:
+        raise _fail(
+            source, f"{key}.distribution", f"must be one of {', '.join(LATENCY_DISTRIBUTIONS)}, got {distribution!r}"
+        )
+    allowed = _LATENCY_KEYS[distribution]
+    for name in spec:
+        if name not in allowed:
+            everywhere = {k for keys in _LATENCY_KEYS.values() for k in keys}
+            problem = f"not used by a {distribution} latency" if name in everywhere else "unknown key"
+            raise _fail(source, f"{key}.{name}", f"{problem} (expected {', '.join(allowed)})")
+    if "mean_ms" not in spec:
+        raise _fail(source, f"{key}.mean_ms", "required (the latency's mean in emulated milliseconds)")
+    mean = _number(spec["mean_ms"], source, f"{key}.mean_ms", zero_ok=distribution != "lognormal")
+    spread = _number(spec.get("spread_ms", 0), source, f"{key}.spread_ms", zero_ok=True)
+    if spread > mean:
+        raise _fail(source, f"{key}.spread_ms", f"must be <= mean_ms ({mean:g}): a latency is never negative")
+    sigma = _number(spec.get("sigma", 0), source, f"{key}.sigma", zero_ok=True)
+    if distribution == "lognormal" and "sigma" not in spec:
+        raise _fail(source, f"{key}.sigma", "required for a lognormal latency (log-space standard deviation)")
+    if sigma > 5:
+        raise _fail(source, f"{key}.sigma", f"must be <= 5, got {sigma:g}")
+    max_ms = _number(spec["max_ms"], source, f"{key}.max_ms", zero_ok=True) if "max_ms" in spec else None
+    return Latency(distribution, mean, spread, sigma, max_ms)
+
+
+def _operation_faults(current: OperationFaults, patch: Any, source: str, key: str) -> OperationFaults:
+    spec = _table(patch, source, key)
+    changes: dict[str, Any] = {}
+    for name, value in spec.items():
+        where = f"{key}.{name}"
+        if name not in _FAULT_KEYS:
+            raise _fail(source, where, f"unknown key (expected one of {', '.join(_FAULT_KEYS)})")
+        if value is None:  # JSON null (PUT): back to the default
+            changes[name] = getattr(OperationFaults(), name)
+        elif name == "latency":
+            changes[name] = _latency(value, source, where)
+        elif name == "window":
+            changes[name] = _window(value, source, where)
+        else:
+            changes[name] = _share(value, source, where)
+    merged = replace(current, **changes)
+    total = sum(getattr(merged, share) for share in FAULT_SHARES)
+    if total > 1 + 1e-9:
+        raise _fail(source, key, f"the shares add up to {total:g}, more than 1")
+    return merged
+
+
+def _faults(current: Faults, patch: Any, source: str) -> Faults:
+    if patch is None:  # JSON null (PUT): no faults at all
+        return Faults()
+    table = _table(patch, source, "faults")
+    changes: dict[str, Any] = {}
+    operations = dict(current.operations)
+    for name, value in table.items():
+        key = f"faults.{name}"
+        if name == "seed":
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise _fail(source, key, f"must be an integer, got {value!r}")
+            changes["seed"] = value
+        elif name == "no_answer_max_real_s":
+            changes[name] = _number(value, source, key, zero_ok=False)
+        elif name in FAULT_OPERATIONS or name == "default":
+            if value is None:
+                operations.pop(name, None)
+            else:
+                operations[name] = _operation_faults(operations.get(name, OperationFaults()), value, source, key)
+        else:
+            operations_list = ", ".join(["default", *FAULT_OPERATIONS])
+            raise _fail(
+                source, key, f"unknown key (expected {', '.join(_FAULT_SETTINGS)} or an operation: {operations_list})"
+            )
+    return replace(current, operations=operations, **changes)
+
+
+def _faults_to_dict(faults: Faults) -> dict[str, Any]:
+    out: dict[str, Any] = {"no_answer_max_real_s": faults.no_answer_max_real_s}
+    if faults.seed is not None:
+        out["seed"] = faults.seed
+    for op, spec in faults.operations.items():
+        table: dict[str, Any] = {}
+        if spec.latency is not None:
+            lat = spec.latency
+            latency: dict[str, Any] = {"distribution": lat.distribution, "mean_ms": lat.mean_ms}
+            if lat.distribution == "uniform":
+                latency["spread_ms"] = lat.spread_ms
+            if lat.distribution == "lognormal":
+                latency["sigma"] = lat.sigma
+            if lat.max_ms is not None:
+                latency["max_ms"] = lat.max_ms
+            table["latency"] = latency
+        for share in FAULT_SHARES:
+            table[share] = getattr(spec, share)
+        if spec.window is not None:
+            start, end = spec.window
+            table["window"] = [start] if math.isinf(end) else [start, end]
+        out[op] = table
+    return out
+
+
 def merge_config(config: EmulatorConfig, patch: Any, source: str = "config") -> EmulatorConfig:
     """Return `config` with `patch` (the TOML file's shape, as a dict) merged in; raises ConfigError."""
     patch = _table(patch, source, "(top level)")
@@ -178,6 +397,8 @@ def merge_config(config: EmulatorConfig, patch: Any, source: str = "config") -> 
         )
     if "instances" in patch:
         changes["instances"] = _instances(config.instances, patch["instances"], source)
+    if "faults" in patch:  # a new Faults object (even an equal one) tells the store to re-seed its RNG
+        changes["faults"] = _faults(config.faults, patch["faults"], source)
     return replace(config, **changes)
 
 
@@ -223,4 +444,5 @@ def config_to_dict(config: EmulatorConfig) -> dict[str, Any]:
             {"id": i.id, "concurrent_chats": i.concurrent_chats, "contact_flows": list(i.contact_flows)}
             for i in config.instances.values()
         ],
+        "faults": _faults_to_dict(config.faults),
     }

@@ -1,11 +1,15 @@
 """The HTTP stack the emulator (and the benchmark's no-op reference) runs on.
 
 uvicorn with httptools and uvloop, one process, one event loop, keep-alive, no access log, no
-Server/Date headers. Two additions to uvicorn's httptools protocol:
+Server/Date headers. Three additions to uvicorn's httptools protocol:
 - TCP_NODELAY is set on every accepted connection, so small answers never wait for a delayed ACK
   (the 40 ms Nagle stall);
 - the status line + headers and the body, which uvicorn writes separately, are joined into one
-  socket write (flushed at the end of the current event-loop step), halving the send() calls.
+  socket write (flushed at the end of the current event-loop step), halving the send() calls;
+- at shutdown, a request that waits on purpose (an injected fault: scope `chatload.waiting` is True)
+  has its connection closed at once instead of holding up the graceful shutdown.
+`reset_connection(send)` resets the connection of a request (SO_LINGER 0, then abort: the client reads
+a TCP RST and no answer), found from the ASGI `send` callable, so the hot path pays nothing for it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import struct
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -21,6 +26,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 KEEP_ALIVE_S = 75
+_LINGER_ZERO = struct.pack("ii", 1, 0)  # close() then sends a TCP RST instead of a FIN
 
 
 class CoalescingTransport:
@@ -69,6 +75,28 @@ class FastProtocol(HttpToolsProtocol):
             with contextlib.suppress(OSError):
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def shutdown(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and cycle.scope.get("chatload.waiting"):
+            self.transport.close()  # a held request: the app sees the disconnect and returns
+            return
+        super().shutdown()
+
+
+def reset_connection(send: Callable) -> bool:
+    """Drop the connection of the request whose ASGI `send` this is with a TCP reset, answering nothing
+    (an injected fault). uvicorn's `send` is a method of the request's cycle, which holds the
+    connection's transport. False when `send` is not uvicorn's (nothing is done)."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None or not hasattr(transport, "abort"):
+        return False
+    raw = transport.get_extra_info("socket")
+    if raw is not None:
+        with contextlib.suppress(OSError):
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    transport.abort()
+    return True
 
 
 def serve(app: Callable, sock: socket.socket, *, quiet: bool, on_started: Callable[[], None]) -> None:

@@ -4,6 +4,8 @@ Pure: no HTTP, no sockets; time comes from an injected clock (clock.py), so ever
 by calling `ChatStore.handle(operation, call)` directly. The wire layer (app.py) only translates.
 
 Order of checks for StartChatContact (each failure stops the request and feeds one counter):
+  0. injected faults ([faults], faults.py; the wire layer): a 500, a 503, a reset or no answer ends the
+     request here, before any check, token or counter of this model (counted in "faults" only)
   1. caller: an `Authorization` header naming a SigV4 access key (else 403 MissingAuthenticationToken)
   2. rate bucket of (access key, region, StartChatContact)        -> 429 TooManyRequestsException
   3. request validation (JSON, model constraints, documented rules) -> 400 InvalidParameterException /
@@ -14,7 +16,8 @@ Order of checks for StartChatContact (each failure stops the request and feeds o
   7. concurrent active chats quota of the instance                -> 429 LimitExceededException
 Participant operations: bearer token (403 AccessDeniedException) -> rate bucket of (instance,
 operation) (429 ThrottlingException) -> validation (400 ValidationException) -> action.
-Every attempt that reaches step 2 spends a token, whatever happens after.
+Every attempt that reaches step 2 spends a token, whatever happens after. An injected latency holds
+back the answer after the last step (the work is done on arrival).
 
 A chat holds its quota slot until it ends: DisconnectParticipant, StopContact, its
 ChatDurationInMinutes running out, or (switchable: unconnected_timeout_s = 0 turns it off) no
@@ -46,6 +49,7 @@ from chatload.emulator.clock import ScaledClock
 from chatload.emulator.config import EmulatorConfig
 from chatload.emulator.contacts import API, END_REASONS, EXPIRED, NEVER_CONNECTED, Call, Contact, new_token, new_uuid
 from chatload.emulator.errors import COUNTERS, ApiError
+from chatload.emulator.faults import FaultInjector
 from chatload.emulator.throttle import BucketSet
 from chatload.emulator.validation import CONNECT_OPERATIONS, PARTICIPANT_OPERATIONS, Invalid, Validators
 
@@ -76,6 +80,9 @@ class ChatStore:
         self.config = config
         self.clock = clock if clock is not None else ScaledClock(config.time_scale)
         self.validators = validators if validators is not None else Validators.from_botocore()
+        # Injected faults (faults.py): drawn and counted here, carried out by the wire layer (app.py).
+        # An injected failure never reaches handle(); an added latency holds back handle()'s answer.
+        self.faults = FaultInjector(config.faults, self.clock)
         self._ops: dict[str, Callable[[Call, float], dict[str, Any]]] = {
             START_CHAT: self._start_chat_contact,
             STOP_CONTACT: self._stop_contact,
@@ -106,6 +113,7 @@ class ChatStore:
         self.unknown_requests = 0
         # per operation: emulated epoch second -> [requests, accepted, throttled_tps, throttled_concurrency]
         self.per_second: dict[str, dict[int, list[int]]] = {}
+        self.faults.restart()
 
     def apply_config(self, config: EmulatorConfig) -> None:
         """Switch to a new configuration. Changed rates rebuild their buckets at the current level."""
@@ -117,6 +125,8 @@ class ChatStore:
             limit = config.connect_rate(key[3]) if key[0] == "connect" else config.participant_rate(key[2])
             if (limit.rate, limit.burst) != (bucket.rate, bucket.burst):
                 bucket.reconfigure(limit.rate, limit.burst, now)
+        if config.faults is not self.config.faults:  # the patch set `faults` (merge_config makes a new one)
+            self.faults.configure(config.faults)
         self.config = config
 
     def state(self) -> dict[str, Any]:
@@ -152,6 +162,9 @@ class ChatStore:
                 for inst in self.config.instances.values()
             },
             "operations": {op: dict(c) for op, c in self.counters.items()},
+            "faults": self.faults.state(),
+            "no_answer_held": self.faults.held,
+            "elapsed_s": round(self.faults.elapsed(), 6),
             "chats_ended": dict(self.chats_ended),
             "contacts_retained": len(self.contacts),
             "unknown_requests": self.unknown_requests,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,7 @@ class Customer:
         self, operation: str, stage: str, chat: str, contact_id: str = "", t_intended: float = math.nan, **kw: Any
     ) -> Call:
         call = self.api.call(operation, **kw)
+        client_token = kw.get("ClientToken", "") if operation == START_CHAT else ""
         if not contact_id and call.response is not None:
             contact_id = call.response.get("ContactId", "")
         self.recorder.record(
@@ -108,6 +110,7 @@ class Customer:
                 stage=stage,
                 chat=chat,
                 contact_id=contact_id,
+                client_token=client_token,
             )
         )
         if self.report is not None:
@@ -122,6 +125,7 @@ class Customer:
             "InstanceId": self.instance_id,
             "ContactFlowId": self.contact_flow_id,
             "ParticipantDetails": {"DisplayName": DISPLAY_NAME},
+            "ClientToken": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
         }
         if len(self._content_types) > 1:
             request["SupportedMessagingContentTypes"] = self._content_types
@@ -143,7 +147,9 @@ class Customer:
         chat = f"{self.name}-{self.started_chats}"
         stage = arrival.stage
         life = self.life
-        start = self.call(START_CHAT, stage, chat, t_intended=arrival.t_intended, **self.start_request())
+        request = self.start_request()
+        self.recorder.intend(request["ClientToken"], stage, chat, arrival.t_intended)
+        start = self.call(START_CHAT, stage, chat, t_intended=arrival.t_intended, **request)
         if start.outcome != OK:
             return
         contact_id = start.response["ContactId"]

@@ -19,10 +19,13 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from chatload.contracts import ATTEMPTS_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS
 
 FLUSH_INTERVAL_S = 0.5
+SHIPPED_COPIES = "attempts-shipped"  # beside attempts/: a shipping worker's own copy of its rows
+INTENTS = "intents"  # beside attempts/: <worker>.csv, each StartChatContact's token, written before the call
 
 
 def new_row(
@@ -39,6 +42,7 @@ def new_row(
     stage: str = "",
     chat: str = "",
     contact_id: str = "",
+    client_token: str = "",
 ) -> dict:
     """A row of the attempts table (worker is filled in by the recorder)."""
     return {
@@ -55,6 +59,7 @@ def new_row(
         "chat": chat,
         "contact_id": contact_id,
         "first_outcome": outcome if first_outcome is None else first_outcome,
+        "client_token": client_token,
         "start_lag_ms": (t_start - t_intended) * 1000.0 if t_intended == t_intended else math.nan,
     }
 
@@ -73,18 +78,39 @@ class Recorder:
     ) -> None:
         self.folder = Path(folder)
         self.worker = worker
-        self.csv_path = self.folder / f"{worker}.csv"
-        self.parquet_path = self.folder / f"{worker}.parquet"
+        # A shipping recorder keeps its own copy beside the attempts folder (never read as attempts,
+        # so a master on the same disk does not count the rows twice): if the master is lost, that
+        # copy takes the rows' place in attempts/ (promote_copy).
+        home = self.folder.parent / SHIPPED_COPIES if ship is not None else self.folder
+        self.csv_path = home / f"{worker}.csv"
+        self.parquet_path = home / f"{worker}.parquet"
         self._sink = sink
         self._clock = clock
         self._ship = ship
         self._rows: list[dict] = []
+        self._intents: Any = None
         self._file = None
         self._writer = None
         self.rows_written = 0
         self.ship_failures = 0
         self.last_flush = clock()
         self.closed = False
+
+    def intend(self, client_token: str, stage: str, chat: str, t: float) -> None:
+        """Before a StartChatContact: its idempotency token goes to `intents/<worker>.csv` at once
+        (written through), so that a chat whose answer this process never recorded (it was killed
+        during the call) can still be found by replaying the token (chatload.harness.runtime.orphans)."""
+        if self.closed:
+            return
+        if self._intents is None:
+            path = self.csv_path.parent.parent / INTENTS / f"{self.worker}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not path.exists() or path.stat().st_size == 0
+            self._intents = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+            if fresh:
+                self._intents.write("client_token,t,stage,chat\n")
+        csv.writer(self._intents).writerow((client_token, repr(t), stage, chat))
+        self._intents.flush()
 
     def record(self, row: dict) -> None:
         row["worker"] = self.worker
@@ -115,9 +141,15 @@ class Recorder:
                     self.ship_failures += 1
                     return 0
                 self.rows_written += len(rows)
+                self._append(rows)
             return len(rows)
+        self._append(rows)
+        self.rows_written += len(rows)
+        return len(rows)
+
+    def _append(self, rows: list[dict]) -> None:
         if self._file is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
             fresh = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
             self._file = open(self.csv_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
             self._writer = csv.DictWriter(self._file, fieldnames=ATTEMPTS_COLUMNS, extrasaction="ignore")
@@ -125,26 +157,42 @@ class Recorder:
                 self._writer.writeheader()
         if rows:
             self._writer.writerows(rows)
-            self.rows_written += len(rows)
         self._file.flush()
-        return len(rows)
 
     def close(self, compact: bool = True) -> Path | None:
         """Flush, close the CSV and (by default) compact it to Parquet. Returns the file that holds
-        the rows (a shipping recorder: None, it writes no file). Safe to call twice."""
-        if self._ship is not None:
-            self.flush()
-            self.closed = True
-            return None
+        the rows (a shipping recorder: None, its rows went to the master; its own copy stays in
+        SHIPPED_COPIES). Safe to call twice."""
         if not self.closed:
             self.flush()
             self.closed = True
             if self._file is not None:
                 self._file.close()
                 self._file = None
+            if self._intents is not None:
+                self._intents.close()
+                self._intents = None
         if compact and self.csv_path.exists():
             compact_to_parquet(self.csv_path, self.parquet_path)
+        if self._ship is not None:
+            return None
         return self.parquet_path if self.parquet_path.exists() else self.csv_path
+
+    def promote_copy(self) -> Path | None:
+        """A shipping recorder whose master is gone: its own copy of every row (closed first) becomes
+        attempts/<worker>.* on this machine's disk, in place of what the master may have received.
+        Returns the file, or None for a recorder that does not ship."""
+        if self._ship is None:
+            return None
+        self.close(compact=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        kept = None
+        for source, target in ((self.parquet_path, self.folder / f"{self.worker}.parquet"),
+                               (self.csv_path, self.folder / f"{self.worker}.csv")):  # fmt: skip
+            if source.exists():
+                os.replace(source, target)
+                kept = kept or target
+        return kept
 
 
 def compact_to_parquet(csv_path: Path, parquet_path: Path) -> None:

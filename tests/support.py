@@ -92,17 +92,18 @@ def running_locust(
     cwd: Path | None = None,
     timeout_s: float = 90,
     grace_s: float = 10,
+    prefix: Sequence[str] = (),
 ) -> Iterator[LocustProcess]:
     """`python -m locust -f LOCUSTFILE ARGS` in its own process group (stdin closed, stdout and stderr to
     `log`, default a temporary file whose text `output()` still gives after the block), its environment
     os.environ without AWS_* unless `env` is given, run in `cwd` (default the repository). Yields a
     `LocustProcess` (`wait()` defaults to `timeout_s`); the whole process group is stopped on exit,
-    whatever happens."""
+    whatever happens. `prefix` wraps the command (e.g. `ip netns exec NS` for a test host)."""
     temp_dir = None
     if log is None:
         temp_dir = Path(tempfile.mkdtemp(prefix="chatload-test-locust-"))
         log = temp_dir / "locust.log"
-    cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), *args]
+    cmd = [*prefix, sys.executable, "-m", "locust", "-f", str(locustfile), *args]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             cmd,

@@ -17,7 +17,9 @@ import time
 import urllib.error
 
 from chatload.emulator_control import EmulatorAdmin
-from chatload.processes import stop_process
+from chatload.processes import stop_group, stop_process
+
+WORKERS_GRACE_S = 75.0  # the clean-up's 60 s deadline, and some
 
 
 class ProcessError(Exception):
@@ -76,3 +78,7 @@ def run_locust(cmd: list[str], watchdog_s: float | None) -> int:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
         stop_process(proc)
+        # Locust's --processes workers outlive a master that died or refused to start: they get
+        # SIGTERM (they end their chats) and, after the clean-up's deadline, SIGKILL.
+        if stop_group(proc.pid, grace_s=WORKERS_GRACE_S):
+            print("chatload: stopped the Locust workers the master left behind", file=sys.stderr)

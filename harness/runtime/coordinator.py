@@ -55,6 +55,7 @@ class Run:
     lost_workers: list[dict] = field(default_factory=list)  # [{"worker": "w1", "at": epoch seconds}]
     token: str | None = None  # master: the run folder's token (harness.shipping)
     inbox: Any = None  # master: a chatload.harness.runtime.shipping.Inbox for the rows workers ship
+    orphans: dict[str, dict] = field(default_factory=dict)  # lost worker -> clean-up of the chats it left
 
     def lost(self) -> set[str]:
         return {entry["worker"] for entry in self.lost_workers}
@@ -165,6 +166,11 @@ def write_final_meta(run: Run) -> None:
     missing = sorted(took_part - set(run.done))
     if missing:
         meta["clean_up"]["unreported_workers"] = missing
+    if run.orphans:  # chats lost workers left open, ended by the coordinator
+        meta["clean_up"]["orphans"] = run.orphans
+        meta["clean_up"]["ended"] += sum(s["ended"] for s in run.orphans.values())
+        meta["clean_up"]["still_active"] += sum(s["still_active"] for s in run.orphans.values())
+        meta["clean_up"]["not_ended"] += [c for s in run.orphans.values() for c in s["not_ended"]]
     run.meta = meta
     runfolder.write_json(run.folder / "meta.json", meta)
     if not_ended:

@@ -35,8 +35,9 @@ from chatload.harness.outcome import CallFailed
 from chatload.harness.pacer import Schedule, Share, spacing
 from chatload.harness.recorder import Recorder, flush_forever
 from chatload.harness.runtime import options as run_options
+from chatload.harness.runtime.runfolder import MASTER_LOST_PREFIX, write_json
 from chatload.harness.safety import ChatBudget, KillSwitch, effective_caps
-from chatload.harness.scenario.model import pool_size
+from chatload.harness.scenario.model import pool_size, scenario_to_dict
 
 log = logging.getLogger("chatload")
 
@@ -241,7 +242,7 @@ class LoadProcess:
             load.dispatcher_greenlet.kill(block=True)
         ender = self.customer_for(load, "clean-up", 0)
         summary = clean_up(
-            load.chats, lambda chat, op: _end_for_clean_up(ender, chat, op), gevent.sleep, time.time,
+            load.chats, lambda chat, op: end_for_clean_up(ender, chat, op), gevent.sleep, time.time,
             deadline_s=CLEAN_UP_DEADLINE_S, rates=CLEAN_UP_RATES,
         )  # fmt: skip
         load.flusher.kill(block=True)
@@ -255,6 +256,48 @@ class LoadProcess:
             },
         }  # fmt: skip
 
+    def master_lost(self, last_heard: float) -> dict[str, Any] | None:
+        """A worker that stopped hearing its master (killed, or cut off by the network): no more
+        arrivals at once, then every live chat ended by the paced clean-up, and every row kept on
+        this machine's disk (a shipping worker's own copy takes the place of what the master may
+        have received), with a note `master-lost-<worker>.json` that `chatload report` reads."""
+        load = self.load
+        if load is None or load.finished:
+            return None
+        log.error(
+            "chatload: worker %s: no word from the master for %.0f s: stopping its load and ending its chats",
+            load.worker, time.time() - last_heard,
+        )  # fmt: skip
+        self.stopping()
+        stopped_at = time.time()
+        summary = self.finish()
+        recorder = load.recorder
+        kept = recorder.promote_copy() or (
+            recorder.parquet_path if recorder.parquet_path.exists() else recorder.csv_path
+        )
+        note = {
+            "worker": load.worker,
+            "run_id": load.run_id,
+            "last_heard_from_master": last_heard,
+            "load_stopped_at": stopped_at,
+            "clean_up": None if summary is None else summary["clean_up"],
+            "arrivals": None if summary is None else summary["arrivals"],
+            "attempts": str(kept),
+        }
+        load.folder.mkdir(parents=True, exist_ok=True)
+        write_json(load.folder / f"{MASTER_LOST_PREFIX}{load.worker}.json", note)
+        meta = load.folder / "meta.json"
+        if not meta.exists():  # a worker on a machine of its own: enough for `chatload report` there
+            t0 = load.dispatcher.t0 if load.dispatcher is not None else None
+            write_json(meta, {
+                "run_id": load.run_id, "started_at": t0 or stopped_at, "ended_at": stopped_at,
+                "scenario": scenario_to_dict(load.settings.scenario), "target": load.settings.target,
+                "endpoint": load.settings.endpoint_url, "workers": [load.worker], "lost_workers": [],
+                "quotas": {}, "clean_up": note["clean_up"], "arrivals": note["arrivals"], "interrupted": False,
+                "schedule_started_at": t0, "ended_early": "master lost",
+            })  # fmt: skip
+        return note
+
     def flush(self) -> None:
         """SIGTERM: the attempts so far reach the disk before anything else happens."""
         if self.running:
@@ -262,7 +305,7 @@ class LoadProcess:
             self.load.recorder.flush()
 
 
-def _end_for_clean_up(ender: Customer, chat: LiveChat, operation: str) -> tuple[str, int, str]:
+def end_for_clean_up(ender: Customer, chat: LiveChat, operation: str) -> tuple[str, int, str]:
     if operation == DISCONNECT:
         call = ender.call(operation, chat.stage, chat.chat, chat.contact_id, ConnectionToken=chat.connection_token)
     else:

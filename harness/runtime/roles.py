@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import gevent
 from locust.runners import MasterRunner, WorkerRunner
 
+from chatload.contracts import EXIT_INVALID
 from chatload.harness.live.install import install
 from chatload.harness.live.stats import LiveStats
 from chatload.harness.pacer import Share
@@ -30,6 +33,7 @@ from chatload.harness.runtime import options as run_options
 from chatload.harness.runtime import shipping
 from chatload.harness.runtime.coordinator import Coordinator, Run
 from chatload.harness.runtime.load_process import CLEAN_UP_DEADLINE_S, LoadProcess
+from chatload.harness.runtime.orphans import end_orphans, merge_summaries
 from chatload.harness.runtime.workers import (
     MSG_DONE,
     MSG_KILL,
@@ -46,6 +50,8 @@ log = logging.getLogger("chatload")
 
 STOP_TIMEOUT_S = 30.0  # users get this long to end their chats when the test stops
 SHARE_LEAD_S = 0.3  # a worker's schedule starts this long after the master sends the share
+MASTER_SILENCE_S = 5.0  # a worker that hears nothing from its master this long stops (docs/distributed.md)
+ORPHANS_AFTER_S = 5.0  # then, past that, the master ends the chats a lost worker left open
 WORKER_DONE_WAIT_S = CLEAN_UP_DEADLINE_S + 30.0
 _ATTRIBUTE = "_chatload_roles"
 
@@ -117,13 +123,28 @@ class Workers:
 
     def start(self, run: Run) -> None:
         send_shares(self.runner, run)
-        self.watcher = gevent.spawn(watch_workers, self.runner, run, gevent.sleep)
+
+        def on_lost(worker: str) -> None:
+            # a worker only cut off stops by itself within MASTER_SILENCE_S: give it that, then end
+            # whatever a dead one left open
+            gevent.spawn_later(MASTER_SILENCE_S + ORPHANS_AFTER_S, self.end_orphans, run, [worker])
+
+        self.watcher = gevent.spawn(watch_workers, self.runner, run, gevent.sleep, on_lost)
 
     def collect(self, run: Run) -> None:
         if self.watcher is not None:
             self.watcher.kill(block=False)
         wait_for_workers(self.runner, run, WORKER_DONE_WAIT_S, gevent.sleep)
         shipping.close_run(run)
+        self.end_orphans(run, (run.lost() | set(run.workers)) - set(run.done))
+
+    def end_orphans(self, run: Run, workers: Iterable[str]) -> None:
+        """The chats that lost workers left open, ended by StopContact (chatload.harness.runtime.orphans)."""
+        try:
+            for worker, summary in end_orphans(run.settings, run.folder, workers).items():
+                run.orphans[worker] = merge_summaries(run.orphans.get(worker), summary)
+        except Exception:  # the end of the run (meta.json, report) must not depend on this
+            log.exception("chatload: could not end the chats of lost workers")
 
 
 @dataclass
@@ -252,6 +273,20 @@ def _wire_worker(environment: Any, load: LoadProcess) -> None:
                 on_test_stop(environment)
         environment.process_exit_code = 0
 
+    def watch_master() -> None:
+        """Locust's master answers each worker heartbeat every second; a master silent for
+        MASTER_SILENCE_S is lost (killed, or cut off): this worker stops loading the target at once,
+        ends its chats and quits, instead of running on unwatched (Locust's own limit is 60 s)."""
+        while True:
+            gevent.sleep(0.5)
+            last = runner.last_heartbeat_timestamp
+            if load.running and last is not None and time.time() - last > MASTER_SILENCE_S:
+                load.master_lost(last)
+                environment.process_exit_code = EXIT_INVALID
+                runner.quit()
+                return
+
+    gevent.spawn(watch_master)
     runner.register_message(MSG_RUN, on_run_message)
     runner.register_message(MSG_SHARE, lambda msg, **_: load.take_share(share_of(msg.data), float(msg.data["t0"])))
     events.test_start.add_listener(on_test_start)

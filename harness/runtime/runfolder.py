@@ -22,6 +22,8 @@ from typing import Any
 from chatload.contracts import EXIT_INVALID, EXIT_OK, EXIT_THRESHOLD
 
 REPORT_TIMEOUT_S = 600
+# A worker that lost its master leaves master-lost-<worker>.json in the run folder (on its own disk).
+MASTER_LOST_PREFIX = "master-lost-"
 
 
 def create(out: str | Path, run_id: str) -> Path:

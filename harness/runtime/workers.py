@@ -26,6 +26,9 @@ log = logging.getLogger("chatload")
 MSG_RUN, MSG_SHARE, MSG_DONE = "chatload_run", "chatload_share", "chatload_done"
 MSG_KILL = "chatload_kill"
 WATCH_INTERVAL_S = 1.0
+# A lost worker's share goes to the others this long after the loss: a worker cut off from the master
+# stops by itself within MASTER_SILENCE_S (5 s, harness/runtime/roles.py) of its last word from it.
+LOSS_REBALANCE_DELAY_S = 6.0
 STATE_MISSING = "missing"  # locust.runners.STATE_MISSING (not imported: this module stays free of gevent)
 
 
@@ -52,29 +55,57 @@ def share_of(data: dict[str, Any]) -> Share:
     return Share(fraction=1.0 / count, phase=(index + 1) / count)
 
 
-def note_lost(runner: Any, run: Run, known: set[str], clock: Callable[[], float] = time.time) -> set[str]:
-    """Record every worker of `known` (client ids) that is missing or gone now; returns the ids
-    active now. Locust marks a worker missing when its heartbeats stop (HEARTBEAT_LIVENESS beats of
-    HEARTBEAT_INTERVAL seconds, about 4 s)."""
+def note_lost(
+    runner: Any,
+    run: Run,
+    known: set[str],
+    clock: Callable[[], float] = time.time,
+    on_lost: Callable[[str], Any] | None = None,
+) -> set[str]:
+    """Record every worker of `known` (client ids) that is missing or gone now (and tell `on_lost`
+    its name); returns the ids active now. Locust marks a worker missing when its heartbeats stop
+    (HEARTBEAT_LIVENESS beats of HEARTBEAT_INTERVAL seconds, about 4 s)."""
     now = {n.id for n in active_workers(runner)}
     for lost in known - now:
         name = worker_name(runner, lost)
         if run.lose(name, clock()):
             log.warning("chatload: worker %s lost: the others take over its share", name)
+            if on_lost is not None:
+                on_lost(name)
     return now
 
 
-def watch_workers(runner: Any, run: Run, sleep: Callable[[float], Any]) -> None:
-    """Master: re-base the shares when a worker joins or leaves during the run."""
+def watch_workers(
+    runner: Any,
+    run: Run,
+    sleep: Callable[[float], Any],
+    on_lost: Callable[[str], Any] | None = None,
+    clock: Callable[[], float] = time.time,
+    loss_delay_s: float = LOSS_REBALANCE_DELAY_S,
+) -> None:
+    """Master: re-base the shares when a worker joins or leaves during the run.
+
+    A worker that joins gets its share at once. A lost worker's share is handed to the others only
+    `loss_delay_s` after the loss is noted: a worker that is cut off (not dead) keeps offering its
+    share until it notices the master's silence and stops (MASTER_SILENCE_S), and giving its share
+    away before that would load the target beyond the plan. The offered rate dips meanwhile instead.
+    """
     known = {n.id for n in active_workers(runner)}
+    rebalance_at: float | None = None
     while not run.stopped:
         sleep(WATCH_INTERVAL_S)
-        now = note_lost(runner, run, known)
-        if now == known:
-            continue
-        known = now
-        if now:
-            send_shares(runner, run)
+        before = set(run.lost())
+        now = note_lost(runner, run, known, clock, on_lost=on_lost)
+        if set(run.lost()) - before:
+            rebalance_at = clock() + loss_delay_s
+        if now != known:
+            known = now
+            if rebalance_at is None and now:
+                send_shares(runner, run)
+        if rebalance_at is not None and clock() >= rebalance_at:
+            rebalance_at = None
+            if known:
+                send_shares(runner, run)
 
 
 def awaited(runner: Any, run: Run) -> set[str]:

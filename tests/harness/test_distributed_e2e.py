@@ -24,6 +24,7 @@ from support import LocustProcess, attempts, env_without, only_run, running_locu
 
 from chatload.contracts import DEFAULT_INSTANCE_ID
 from chatload.emulator_control import running_emulator
+from chatload.harness.runtime.workers import LOSS_REBALANCE_DELAY_S
 from chatload.processes import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -182,8 +183,10 @@ def test_a_worker_killed_mid_run_is_noted_and_the_run_ends_by_its_thresholds(tmp
     starts = counts(frame, "StartChatContact")
     assert sum(starts.values()) <= state["operations"]["StartChatContact"]["requests"]
     theirs = frame[(frame["worker"] == survivor) & (frame["operation"] == "StartChatContact")]
-    late = theirs[theirs["t_start"] > lost["at"] + 1.0]
-    if len(late) >= 2:  # after the loss the survivor takes the whole rate
+    # the lost share goes to the survivor LOSS_REBALANCE_DELAY_S after the loss (never earlier: a worker
+    # only cut off may still be offering it); the survivor then takes the whole rate
+    late = theirs[theirs["t_start"] > lost["at"] + LOSS_REBALANCE_DELAY_S + 1.0]
+    if len(late) >= 2:
         rate = (len(late) - 1) / (late["t_start"].max() - late["t_start"].min())
         assert rate > 0.8 * RATE, rate
     summary = json.loads((run / "summary.json").read_text())

@@ -199,3 +199,33 @@ def test_rows_go_to_the_run_they_name_and_the_token_goes_at_the_end(tmp_path, ca
     shipping.close_run(run)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attempts"]  # token removed
     assert len(pd.read_parquet(tmp_path / "attempts" / "w3.parquet")) == 3
+
+
+def test_a_lost_workers_share_goes_to_the_others_only_after_it_has_stopped(tmp_path):
+    """A worker cut off from the master keeps offering its share until it notices the silence (5 s):
+    the master hands that share to the others only LOSS_REBALANCE_DELAY_S after noting the loss, so
+    the target never gets more than the plan. A worker that joins gets its share at once."""
+    from chatload.harness.runtime.workers import LOSS_REBALANCE_DELAY_S, watch_workers
+
+    master, run = FakeMaster("node0", "node1"), a_run(tmp_path)
+    run.t0 = 0.0
+    sent: list[tuple[float, dict, str]] = []
+    clock = {"t": 0.0}
+    master.send_message = lambda kind, data, client_id: sent.append((clock["t"], data, client_id))
+    lost = []
+
+    def sleep(seconds: float) -> None:
+        clock["t"] += seconds
+        if clock["t"] == 3.0:
+            master.clients["node1"].state = STATE_MISSING
+        if clock["t"] == 20.0:
+            master.clients["node2"] = Node("node2")
+        if clock["t"] >= 25.0:
+            run.stopped = True
+
+    watch_workers(master, run, sleep, on_lost=lost.append, clock=lambda: clock["t"])
+    assert lost == ["w1"] and run.lost_workers == [{"worker": "w1", "at": 3.0}]
+    times = sorted({t for t, _, _ in sent})
+    assert times == [3.0 + LOSS_REBALANCE_DELAY_S, 20.0]  # the loss: delayed; the join: at once
+    assert [(d["index"], d["count"], c) for t, d, c in sent if t == 9.0] == [(0, 1, "node0")]
+    assert sorted((d["index"], d["count"], c) for t, d, c in sent if t == 20.0) == [(0, 2, "node0"), (1, 2, "node2")]

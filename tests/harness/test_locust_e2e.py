@@ -149,38 +149,7 @@ def test_forty_chats_per_second_over_two_processes(tmp_path):
     assert meta["workers"] == ["w0", "w1"] and meta["clean_up"]["still_active"] == 0
 
 
-def test_a_slow_target_drops_arrivals_and_invalidates_the_run(tmp_path):
-    path = scenario_file(
-        tmp_path,
-        """\
-        # two users, each chat held 3 s: most of 5 chats/s find no idle user
-        users = 2
-        [[stages]]
-        name = "too-fast"
-        duration = "4s"
-        target_rate = 5
-        [chat]
-        connect = false
-        [chat.hold]
-        distribution = "fixed"
-        mean = "3s"
-    """,
-    )
-    with running_emulator() as emu:
-        done = locust(["--scenario", str(path), "--endpoint-url", emu.url, "--out", str(tmp_path / "out")])
-        state = emu.state()
-    run = only_run(tmp_path / "out")
-    frame = attempts(run, parquet_only=True)
-    dropped = frame[frame["outcome"] == "dropped"]
-    assert len(dropped) >= 10 and (dropped["operation"] == "StartChatContact").all()
-    assert dropped["latency_ms"].isna().all() and (dropped["attempts"] == 0).all()
-    started = counts(frame, "StartChatContact").get("ok", 0)
-    assert started == state["operations"]["StartChatContact"]["accepted"] and started + len(dropped) == 20
-    meta = json.loads((run / "meta.json").read_text())
-    assert meta["arrivals"] == {"scheduled": 20, "started": started, "dropped": len(dropped)}
-    assert done.returncode == 2, done.stdout[-3000:]
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["valid"] is False
+# A target too slow for the pool: tests/harness/test_brownout_e2e.py (a target that is really slow).
 
 
 def test_a_bad_scenario_is_one_line_and_exit_2(tmp_path):

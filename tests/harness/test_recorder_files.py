@@ -46,7 +46,7 @@ def test_columns_follow_the_contract_then_extras():
     )  # architecture.md section 3, in order
     assert tuple(ATTEMPTS_CONTRACT_COLUMNS) == contract
     assert COLUMNS[: len(contract)] == contract
-    assert COLUMNS[len(contract) :] == ("first_outcome", "start_lag_ms")
+    assert COLUMNS[len(contract) :] == ("first_outcome", "start_lag_ms", "client_token")
     r = row(1)
     assert r["first_outcome"] == "ok" and math.isclose(r["start_lag_ms"], 1.0)
     assert math.isnan(new_row("StopContact", "ok", t_start=1.0)["start_lag_ms"])
