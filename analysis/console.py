@@ -1,6 +1,6 @@
 """The few lines `chatload report` prints (CI logs): validity, the schedule's rates, a compact stage
-table, the arrival process (and the replay), the findings' headline, thresholds, notes and the
-report's path (formatting only)."""
+table, the arrival process (and the replay), the findings' headline, the quotas inferred from the
+calls, thresholds, notes and the report's path (formatting only)."""
 
 from __future__ import annotations
 
@@ -79,6 +79,36 @@ def replay_line(replay: dict[str, Any]) -> str:
     )
 
 
+def _span(found: dict[str, Any] | None, digits: int, known: Any, unit: str = "") -> str:
+    """ "4.99-5.01 (known 5)" (a digit more, up to two, while both ends round alike); "-" when the run
+    does not show it; ">=4.99" without an upper bound."""
+    if not found:
+        text = "-"
+    elif found.get("high") is None:
+        text = f">={found['low']:.{digits}f}"
+    else:
+        for extra in range(3):
+            low, high = f"{found['low']:.{digits + extra}f}", f"{found['high']:.{digits + extra}f}"
+            text = f"{low}-{high}"
+            if low != high:
+                break
+        else:
+            text = low
+    return text + ("" if text == "-" else unit) + (f" (known {known:g})" if isinstance(known, int | float) else "")
+
+
+def inferred_line(summary: dict[str, Any]) -> str:
+    """The quotas the run's calls allow (findings.inferred_quotas) beside the ones known before."""
+    inferred = summary["findings"].get("inferred_quotas") or {}
+    quotas = summary.get("quotas") or {}
+    start = quotas.get(START_CHAT) if isinstance(quotas.get(START_CHAT), dict) else {}
+    return (
+        f"quotas inferred: StartChatContact rate {_span(inferred.get('rate'), 2, start.get('rate'), '/s')}, "
+        f"burst {_span(inferred.get('burst'), 1, start.get('burst'))}; "
+        f"concurrent chats {_span(inferred.get('concurrent_chats'), 0, quotas.get('concurrent_chats'))}"
+    )
+
+
 def summary_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
     start = summary["calls"][START_CHAT]
     arrivals, schedule = summary["arrivals"], summary["schedule"]
@@ -97,6 +127,7 @@ def summary_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
         arrivals_line(summary["arrivals"]),
         *([replay_line(summary["replay"])] if summary.get("replay") else []),
         f"findings: {summary['findings']['headline']}",
+        inferred_line(summary),
         threshold_line(summary["thresholds"]),
     ]
     notes = summary["notes"]

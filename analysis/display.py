@@ -120,6 +120,57 @@ def replay_fact(replay: dict[str, Any]) -> str:
     )
 
 
+def _span(found: dict[str, Any] | None, digits: int, unit: str = "") -> str:
+    """ "4.99 to 5.01/s" (a digit more, up to two, while both ends round alike)."""
+    if not found:
+        return "not shown by the run"
+    if found.get("high") is None:
+        return f"at least {found['low']:.{digits}f}{unit}"
+    for extra in range(3):
+        low, high = f"{found['low']:.{digits + extra}f}", f"{found['high']:.{digits + extra}f}"
+        if low != high:
+            return f"{low} to {high}{unit}"
+    return f"{low}{unit}"
+
+
+def _inferred(summary: dict[str, Any]) -> dict[str, Any]:
+    found = (summary.get("findings") or {}).get("inferred_quotas")
+    return found if isinstance(found, dict) else {}
+
+
+def inferred_fact(summary: dict[str, Any]) -> str:
+    """The quotas the calls show (findings.inferred_quotas), as one line of the run facts."""
+    inferred = _inferred(summary)
+    return (
+        f"StartChatContact {_span(inferred.get('rate'), 2, '/s')} burst {_span(inferred.get('burst'), 1)}, "
+        f"concurrent chats {_span(inferred.get('concurrent_chats'), 0)} (from the calls; see the findings)"
+    )
+
+
+def quota_view(summary: dict[str, Any]) -> pd.DataFrame:
+    """Each quota as known before the run (meta.json) beside the interval the run's calls allow."""
+    quotas = summary.get("quotas") or {}
+    start = quotas.get(START_CHAT) if isinstance(quotas.get(START_CHAT), dict) else {}
+    inferred = _inferred(summary)
+    rows = [
+        ("StartChatContact rate /s", start.get("rate"), inferred.get("rate")),
+        ("StartChatContact burst", start.get("burst"), inferred.get("burst")),
+        ("concurrent chats", quotas.get("concurrent_chats"), inferred.get("concurrent_chats")),
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "quota": name,
+                "known": known,
+                "inferred low": found["low"] if found else None,
+                "inferred high": (found["high"] if found["high"] is not None else "no bound") if found else None,
+            }
+            for name, known, found in rows
+        ],
+        columns=["quota", "known", "inferred low", "inferred high"],
+    )
+
+
 def run_facts(summary: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, str]]:
     quotas = summary.get("quotas") or {}
     start_quota = quotas.get(START_CHAT) if isinstance(quotas.get(START_CHAT), dict) else {}
@@ -153,6 +204,7 @@ def run_facts(summary: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, 
             f"StartChatContact {start_quota.get('rate', '?')}/s burst {start_quota.get('burst', '?')}, "
             f"concurrent chats {quotas.get('concurrent_chats', '?')} (source {quotas.get('source', '?')})",
         ),
+        ("quotas inferred", inferred_fact(summary)),
         (
             "clean-up",
             "not recorded"

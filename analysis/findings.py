@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chatload.analysis import inference
 from chatload.analysis.arrivals import process_label
 from chatload.analysis.columns import ONSET_SHARE, SUSTAINED_WINDOW_S
 from chatload.contracts import DROPPED, OK, POISSON, START_CHAT, THROTTLED_TPS, UNIFORM
@@ -168,6 +169,89 @@ def littles_law(target_rate: float, durations: pd.DataFrame, quotas: Quotas, tar
     }
 
 
+def _interval(found: dict[str, Any], digits: int, unit: str = "") -> str:
+    """ "between 4.99 and 5.01/s" (a digit more, up to two, while both ends round alike), "of 5.00/s"
+    when they still do, "of at least 4.99/s" without an upper bound."""
+    if found["high"] is None:
+        return f"of at least {_fmt(found['low'], digits)}{unit}"
+    for extra in range(3):
+        low, high = _fmt(found["low"], digits + extra), _fmt(found["high"], digits + extra)
+        if low != high:
+            return f"between {low} and {high}{unit}"
+    return f"of {low}{unit}"
+
+
+def _span(found: dict[str, Any], digits: int) -> str:
+    """ "4.99-5.01" (a digit more, up to two, while both ends round alike), "5.000" when they still do,
+    ">= 4.99" without an upper bound."""
+    if found["high"] is None:
+        return f">= {_fmt(found['low'], digits)}"
+    for extra in range(3):
+        low, high = _fmt(found["low"], digits + extra), _fmt(found["high"], digits + extra)
+        if low != high:
+            return f"{low}-{high}"
+    return low
+
+
+def inferred_rate_item(bucket: dict[str, Any], quotas: Quotas, target: str) -> dict[str, Any]:
+    """The StartChatContact token bucket the run is consistent with (inference.rate_and_burst)."""
+    evidence = bucket["evidence"]
+    if bucket["rate"] is None:
+        text = " ".join(bucket["notes"][:1]) or "No StartChatContact rate or burst inferred."
+    else:
+        burst = bucket["burst"]
+        burst_text = _interval(burst, 1).replace("between ", "").replace(" and ", " to ").removeprefix("of ")
+        text = (
+            f"The target enforced a StartChatContact rate {_interval(bucket['rate'], 2, '/s')} with a burst of "
+            f"{burst_text} (from {evidence['accepted_attempts']} accepted and {evidence['throttled_attempts']} "
+            f"throttled attempts; quota known {_fmt(quotas.rate)}/s burst {_fmt(quotas.burst, 0)})."
+        )
+        if target == "aws":
+            text += (
+                " Other callers in the account share this bucket, so the inferred rate is what was left for this run."
+            )
+        text += "".join(f" {note}" for note in bucket["notes"])
+    return {
+        "name": "inferred_rate",
+        "text": text,
+        "numbers": {
+            "rate": bucket["rate"],
+            "burst": bucket["burst"],
+            **evidence,
+            "quota_rate": quotas.rate,
+            "quota_burst": quotas.burst,
+            "target": target,
+        },
+    }
+
+
+def _chats_interval(found: dict[str, Any]) -> str:
+    low, high = _fmt(found["low"], 0), _fmt(found["high"], 0)
+    return low if low == high else f"between {low} and {high}"
+
+
+def inferred_chats_item(chats: dict[str, Any], quotas: Quotas, target: str) -> dict[str, Any]:
+    """The concurrent chats quota the run is consistent with (inference.concurrent_chats)."""
+    found, evidence = chats["concurrent_chats"], chats["evidence"]
+    if found is None:
+        text = " ".join(chats["notes"]) or "No concurrent chats quota inferred."
+    else:
+        text = (
+            f"The instance allowed {_chats_interval(found)} concurrent chats (the harness counted "
+            f"{evidence['harness_active_at_first']} active at the first LimitExceededException and "
+            f"{evidence['harness_active_at_last']} at the last, with {evidence['in_flight_at_first']} and "
+            f"{evidence['in_flight_at_last']} start or end calls in flight; from {evidence['accepted_calls']} "
+            f"accepted and {evidence['refused_calls']} refused starts; quota known {_fmt(quotas.concurrent_chats, 0)})."
+        )
+        if target == "aws":
+            text += " Chats of other callers on the instance count too: this is what was left for the run."
+    return {
+        "name": "inferred_concurrent_chats",
+        "text": text,
+        "numbers": {"concurrent_chats": found, **evidence, "quota": quotas.concurrent_chats, "target": target},
+    }
+
+
 def dispersion_item(traffic: dict[str, Any]) -> dict[str, Any]:
     """The burstiness of the offered arrivals: shown for every run, stressed for Poisson ones."""
     found = traffic["dispersion"]
@@ -238,11 +322,14 @@ def findings(
     target_peak_rate: float | None = None,
     outages: list[dict[str, Any]] | None = None,
     traffic: dict[str, Any] | None = None,
+    target_kind: str | None = None,
 ) -> dict[str, Any]:
     """The findings: numbers in `numbers`, a sentence in `text` and, for the ones the report should
     stress, `highlight` (the burstiness of Poisson arrivals, a replay's concurrency factor).
 
-    `traffic` is arrivals.traffic(): the arrival process, the dispersion index and the replay."""
+    `traffic` is arrivals.traffic(): the arrival process, the dispersion index and the replay.
+    `target_kind` is meta.json's target ("emulator" or "aws"; None reads as the emulator): the quotas
+    inferred from the calls (inference.py) lead the throttling sentences."""
     traffic = traffic or {"process": UNIFORM, "seed": None, "label": process_label(UNIFORM, None)}
     label = traffic["label"]
     sustained = best_window(per_second, "accepted")
@@ -253,6 +340,10 @@ def findings(
     retry = retries(per_operation)
     target = target_peak_rate if target_peak_rate is not None else offered["rate"]
     little = littles_law(target, durations, quotas, target_peak_rate is not None)
+    kind = str(target_kind or "emulator")
+    bucket = inference.rate_and_burst(attempts, kind)
+    chats = inference.concurrent_chats(attempts)
+    inferred = inference.combine(bucket, chats, kind)
     items = [
         {
             "name": "max_sustained_accepted_rate",
@@ -260,6 +351,7 @@ def findings(
             f"(best {sustained['window_s']} s rolling mean, from second {sustained['from_second']}).",
             "numbers": sustained,
         },
+        inferred_rate_item(bucket, quotas, kind),
         {
             "name": "tps_throttle_onset",
             "text": (
@@ -283,6 +375,7 @@ def findings(
             ),
             "numbers": {**burst, "quota_burst": quotas.burst, "quota_rate": quotas.rate},
         },
+        inferred_chats_item(chats, quotas, kind),
         {
             "name": "concurrency",
             "text": f"Peak active chats {conc['peak_active_chats']} against a quota of "
@@ -319,9 +412,19 @@ def findings(
             if onset["rate"] is not None
             else "no TPS throttling; "
         )
+        + (
+            f"inferred rate {_span(bucket['rate'], 2)}/s, burst {_span(bucket['burst'], 1)}; "
+            if bucket["rate"] is not None
+            else ""
+        )
         + f"peak {conc['peak_active_chats']} active chats"
         + (f" of {_fmt(conc['quota'], 0)}" if conc["quota"] is not None else "")
-        + (" (concurrency quota hit)." if conc["hit"] else ".")
+        + (" (concurrency quota hit" if conc["hit"] else "")
+        + (
+            f"{'; ' if conc['hit'] else ' ('}inferred quota {_chats_interval(chats['concurrent_chats'])})."
+            if chats["concurrent_chats"] is not None
+            else (")." if conc["hit"] else ".")
+        )
         + (
             f" Target unreachable {len(outages)} time(s), {sum(g['seconds'] for g in outages):.1f} s in all."
             if outages
@@ -337,6 +440,7 @@ def findings(
         "burst_absorbed": burst["burst"],
         "retry_amplification": retry["start_amplification"],
         "littles_law": little,
+        "inferred_quotas": inferred,
         "outages": outages,
         "headline": headline,
         "items": items,

@@ -57,16 +57,22 @@ refusal that so low a start explains (L0_min(r) + r (a_k - T0) - #{a_i < b_k} < 
 bounds nothing, and B >= L0_min(r). An emulator run that no full-start bucket fits (an emulator that
 served an earlier run just before) is fitted again that way, with a note.
 
-Search, and why it is fast. For one candidate rate both functions are a single sweep over the sorted
-windows (prefix minima and maxima in numpy), O(n). The sweep is over the windows that carry
-information only: every refusal and every spend up to the last refusal's window (later spends bound
-only from below and are kept only while they still can: up to the end of the run of accepted calls
-that follows), and the certain spends of each run of accepted calls before a refusal back to where the
-bucket was full for every candidate (the last gap long enough to refill the largest burst still
-feasible); windows from before that point cannot change any g_k (a bucket that is full at time t
-makes every earlier j's term no smaller than the one at t). Candidate rates: a grid over
-[0, R] (R quadrupled until infeasible), zoomed onto the feasible set, its edges found by repeated
-subdivision (~20 sweeps of 64 rates each). 100,000 attempts take about a second.
+Search. f_low and f_up both fall (never rise) as r grows (with an unknown start, f_up over a cell
+[r1, r2] is bounded by the refusals no rate of the cell lets the start explain), so on a cell of
+candidate rates every r has f_low(r) >= f_low(r2) and f_up(r) <= f_up(r1): a cell with
+f_low(r2) >= f_up(r1) holds no fitting rate and goes (branch and bound, `_Search`). A grid of 64
+cells over [0, R] (R quadrupled until no rate above it fits) is cut down, 16 sub-cells at a time,
+at the lowest and highest kept rates and where the burst bounds are reached, to 1e-5 of R. The kept
+cells always hold every fitting (r, B): the intervals are outer bounds, never a guess.
+
+Speed: for one candidate rate both functions are a single sweep over the sorted windows (prefix
+minima and maxima in numpy), O(n), and ~10 sweeps of 16 to 64 rates do. The sweeps after the first
+coarse ones run over the windows that carry information only (`informative`): once the lowest
+fitting rate r_min is known to 1e-3, the points where a bucket of any rate >= r_min is surely full
+are found in one pass (a bucket full at f makes every spend before f irrelevant to later refusals);
+each refusal keeps the windows since the last such point before it (the run of accepted calls that
+drained the bucket, and the throttles), and stretches without a refusal go (they could only add
+lower bounds). 100,000 attempts take about 0.4 s (tests/analysis/test_inference.py times it).
 
 A run that no bucket fits at all (a bucket shared with other callers that spent tokens unseen, a
 quota changed during the run, skewed clocks between processes) gives None and says so.
@@ -84,10 +90,10 @@ chat from its start call's send to its end call's return. So the service's count
              quota <= max over t in [a, b] of U(t)
   lower  an accepted start at s in [a, b) found A(s) < quota: quota >= min over t in [a, b) of H(t) + 1
 The interval is [max lower, min upper]; the report also gives H and U at the first and the last
-LimitExceededException. Assumed: every chat the service held was started by this run (a chat left
-from an earlier run, or by another caller, would make the quota read higher) and no chat ended
-unseen by the harness (the service's unconnected timeout, a chat duration running out), which
-would make the quota read lower; when the bounds cross, None and a sentence.
+LimitExceededException. Assumed: every chat the service held was started by this run (chats left
+from an earlier run or held by other callers make the quota read lower: what was left for the run)
+and no chat ended unseen by the harness (the service's unconnected timeout, a chat duration running
+out), which would make it read higher; when the bounds cross, None and a sentence.
 """
 
 from __future__ import annotations
@@ -103,13 +109,26 @@ from chatload.contracts import DROPPED, ENDING_OPERATIONS, OK, START_CHAT, THROT
 
 # Elements per numpy block when many candidate rates are swept at once (memory ~ 8 bytes each).
 _BLOCK = 2_000_000
-# Candidate rates per grid and per subdivision; subdivisions per edge.
-_GRID = 257
-_SUBDIVIDE = 64
-_EDGE_ROUNDS = 4
-# Largest rate tried before the rate is called unbounded above (per second).
+# Edges of the first grid of candidate rates, and sub-cells per cut.
+_GRID = 65
+_SUBDIVIDE = 16
+# Rate cells are cut down to this fraction of their rate (of 1/s below 1/s): the lowest rate first to
+# the coarser one, before the informative windows are chosen. At most this many sweeps in all.
+_TOLERANCE = 1e-5
+_COARSE_TOLERANCE = 1e-3
+_MAX_SWEEPS = 400
+# Largest rate tried before the rate is called unbounded above (per second); "infinity" in sweeps.
 _MAX_RATE = 1e7
+_HUGE_RATE = 1e12
 _DIGITS = 4
+SHARED_BUCKET = (
+    "Other callers in the AWS account and Region share the StartChatContact bucket, so the inferred rate "
+    "and burst are what was left for this run, not the account's quota."
+)
+SHARED_INSTANCE = (
+    "Chats of other callers on the instance hold concurrency slots too, so the inferred concurrent chats "
+    "are what was left for this run."
+)
 
 
 # ---------------------------------------------------------------- the calls as windows
@@ -162,17 +181,24 @@ def start_calls(attempts: pd.DataFrame) -> Calls:
 
 
 class Bounds:
-    """f_low(r) and f_up(r) of the module docstring, for arrays of candidate rates."""
+    """f_low and f_up of the module docstring over cells of candidate rates [r1, r2].
+
+    Both fall (never rise) as r grows, so for every r in a cell f_low(r) >= f_low(r2) and
+    f_up(r) <= f_up(r1): `cells(r1, r2)` gives those two bounds (at r1 = r2, the values at r).
+    With an unknown starting level a refusal counts in f_up over the cell only if no rate of the
+    cell lets the start explain it: L0_min falls with r and r (a_k - T0) rises, so
+    L0_min(r2) + r1 (a_k - T0) - #{a_i < b_k} >= 1 says so for the whole cell."""
 
     def __init__(self, certain: np.ndarray, possible: np.ndarray, refused: np.ndarray, full_start: bool) -> None:
         t0 = min(float(x[:, 0].min()) for x in (certain, possible, refused) if len(x))
         self.full_start = full_start
-        # certain spends: a sorted with #{a < a_j}; b sorted with #{b <= b_k} and #{a <= b_k}
+        self.floor = 1.0 if len(certain) else 0.0  # f_low never reads less: a spend needs a token
+        # certain spends: a sorted with #{a < a_j}; b sorted with #{b <= b_k}; the last a <= each b
         ca = np.sort(certain[:, 0] - t0)
         cb = np.sort(certain[:, 1] - t0)
         self.c_a, self.c_a_before = ca, np.searchsorted(ca, ca, "left").astype(np.float64)
         self.c_b, self.c_b_upto = cb, np.searchsorted(cb, cb, "right").astype(np.float64)
-        self.c_m = np.searchsorted(ca, cb, "right") - 1  # last u <= v (>= 0: a spend's a <= its b)
+        self.c_m = np.searchsorted(ca, cb, "right") - 1  # >= 0: a spend's a <= its b
         # unknown start: L0 >= 1 + #{certain b < a_i} - r (b_i - T0) for every certain spend i
         self.l0_b = certain[:, 1] - t0
         self.l0_count = 1.0 + np.searchsorted(cb, certain[:, 0] - t0, "left")
@@ -180,38 +206,52 @@ class Bounds:
         order = np.argsort(possible[:, 1], kind="stable")
         pb, pa = possible[order, 1] - t0, possible[order, 0] - t0
         self.p_b = pb
-        self.p_score = np.searchsorted(pb, pa, "left").astype(np.float64)  # #{b < a_j}
-        pa_sorted = np.sort(pa)
-        # refusals: #{possible a < b_k}; spends with b_j <= a_k are p_b[:idx]; the others overlap k
+        self.p_score = np.searchsorted(pb, pa, "left").astype(np.float64)
+        # refusals: #{possible a < b_k}; the spends with b_j <= a_k are p_b[:k_idx], the others overlap k
         ra, rb = refused[:, 0] - t0, refused[:, 1] - t0
         self.k_a = ra
-        self.k_count = np.searchsorted(pa_sorted, rb, "left").astype(np.float64)
+        self.k_count = np.searchsorted(np.sort(pa), rb, "left").astype(np.float64)
         self.k_idx = np.searchsorted(pb, ra, "right")
         suffix_min_a = np.minimum.accumulate(pa[::-1])[::-1] if len(pa) else pa
-        overlap_a = np.append(suffix_min_a, np.inf)[self.k_idx]  # earliest a among spends with b_j > a_k
+        overlap_a = np.append(suffix_min_a, np.inf)[self.k_idx]  # earliest a of a spend with b_j > a_k
         self.k_overlap = np.where(
             overlap_a < rb, -np.searchsorted(pb, np.minimum(overlap_a, rb), "left").astype(np.float64), -np.inf
         )
 
+    def cells(self, r1: np.ndarray, r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(f_low(r2), a bound >= f_up(r) for every r in [r1, r2]) for each cell; r2 may be inf."""
+        r1 = np.asarray(r1, dtype=np.float64)
+        r2 = np.minimum(np.asarray(r2, dtype=np.float64), _HUGE_RATE)
+        width = max(len(self.c_a), len(self.p_b), len(self.k_a), 1)
+        step = max(1, _BLOCK // width)
+        low, up = np.empty(len(r1)), np.empty(len(r1))
+        for i in range(0, len(r1), step):
+            part = slice(i, i + step)
+            low[part], l0 = self._low(r2[part, None])
+            up[part] = self._up(r1[part, None], l0)
+        return low, up
+
     def __call__(self, rates: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """(f_low, f_up) at each rate: the bursts B with f_low <= B < f_up fit the run."""
         rates = np.atleast_1d(np.asarray(rates, dtype=np.float64))
-        width = max(len(self.c_a), len(self.p_b), len(self.k_a), 1)
-        step = max(1, _BLOCK // width)
-        low, up = np.empty(len(rates)), np.empty(len(rates))
-        for i in range(0, len(rates), step):
-            low[i : i + step], up[i : i + step] = self._sweep(rates[i : i + step, None])
-        return low, up
+        return self.cells(rates, rates)
 
-    def _sweep(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _low(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """f_low at each rate of the column r, and L0_min (zeros for a full start)."""
+        low = np.full(len(r), self.floor)
         if len(self.c_a):
             first_u = np.minimum.accumulate(self.c_a_before - r * self.c_a, axis=1)
-            low = np.max(self.c_b_upto - r * self.c_b - first_u[:, self.c_m], axis=1)
-            low = np.maximum(low, 1.0)
-        else:
-            low = np.zeros(len(r))
+            low = np.maximum(low, np.max(self.c_b_upto - r * self.c_b - first_u[:, self.c_m], axis=1))
+        l0 = np.zeros(len(r))
+        if not self.full_start and len(self.l0_b):
+            l0 = np.maximum(0.0, np.max(self.l0_count - r * self.l0_b, axis=1))
+        return np.maximum(low, l0), l0
+
+    def _up(self, r: np.ndarray, l0: np.ndarray) -> np.ndarray:
+        """min over refusals of g_k at each rate of the column r; with an unknown start, refusals a
+        start level as low as l0 (one per rate) explains bound nothing."""
         if not len(self.k_a):
-            return low, np.full(len(r), np.inf)
+            return np.full(len(r), np.inf)
         if len(self.p_b):
             best_j = np.maximum.accumulate(r * self.p_b - self.p_score, axis=1)
             before = np.where(self.k_idx > 0, best_j[:, np.maximum(self.k_idx - 1, 0)] - r * self.k_a, -np.inf)
@@ -219,10 +259,8 @@ class Bounds:
             before = np.full((len(r), len(self.k_a)), -np.inf)
         g = 1.0 + self.k_count + np.maximum(before, self.k_overlap)
         if not self.full_start:
-            l0 = np.maximum(0.0, np.max(self.l0_count - r * self.l0_b, axis=1, initial=0.0))
-            low = np.maximum(low, l0)
             g = np.where(l0[:, None] + r * self.k_a - self.k_count < 1.0, np.inf, g)
-        return low, g.min(axis=1)
+        return g.min(axis=1)
 
 
 # ---------------------------------------------------------------- the search over candidate rates
@@ -237,90 +275,166 @@ class Fit:
     sweeps: int
 
 
-def _feasible(bounds: Bounds, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    low, up = bounds(rates)
-    return low < up, low, up
+Cell = tuple[float, float, float, float]  # r1, r2, f_low(r2), a bound on f_up over [r1, r2]
 
 
-def _edge(bounds: Bounds, inside: float, outside: float) -> float:
-    """The outer end of the feasible rates between a feasible rate and an infeasible one."""
-    for _ in range(_EDGE_ROUNDS):
-        rates = np.linspace(inside, outside, _SUBDIVIDE)  # from the feasible end towards the other
-        ok, _, _ = _feasible(bounds, rates)
-        last = int(np.flatnonzero(ok).max()) if ok.any() else 0
-        inside, outside = float(rates[last]), float(rates[min(last + 1, len(rates) - 1)])
-    return outside
+class _Search:
+    """Branch and bound over candidate rates: a cell [r1, r2] whose f_low(r2) is not below its bound
+    on f_up holds no feasible rate and goes. The kept cells always hold every feasible (r, B), B
+    between the cell's two bounds; cutting a cell into smaller ones tightens both."""
+
+    def __init__(self, bounds: Bounds, sweeps: int = 0) -> None:
+        self.bounds = bounds
+        self.sweeps = sweeps
+
+    def cells(self, edges: np.ndarray) -> list[Cell]:
+        """The kept cells between consecutive edges."""
+        self.sweeps += 1
+        low, up = self.bounds.cells(edges[:-1], edges[1:])
+        return [(edges[i], edges[i + 1], low[i], up[i]) for i in np.flatnonzero(low < up)]
+
+    def split(self, cell: Cell) -> list[Cell]:
+        left, right = cell[0], cell[1]
+        if math.isfinite(right):
+            return self.cells(np.linspace(left, right, _SUBDIVIDE + 1))
+        # [left, inf): [left, 4 left] in pieces, then [4 left, inf)
+        return self.cells(np.append(np.linspace(left, 4 * left, _SUBDIVIDE + 1), math.inf))
+
+    def refine(self, cells: list[Cell], pick: Any, tolerance: float) -> list[Cell]:
+        """Cut the cell `pick(cells)` (an index) until it is narrower than `tolerance` x its upper
+        end (at least 1/s), or the sweep budget is spent: the cells are then still a sound, wider
+        answer."""
+        while cells and self.sweeps < _MAX_SWEEPS:
+            i = pick(cells)
+            left, right = cells[i][:2]
+            if right - left <= tolerance * max(right, 1.0) or left >= _MAX_RATE:  # narrow, or [R, inf)
+                break
+            cells = cells[:i] + self.split(cells[i]) + cells[i + 1 :]
+        return cells
 
 
-def fit(bounds: Bounds, scale: float) -> Fit | None:
-    """The feasible rates and bursts, or None when no (r, B) fits. `scale`: a rate to start from."""
-    sweeps = 0
+def _grid(search: _Search, scale: float) -> list[Cell]:
+    """The kept cells of a coarse grid over every rate (R quadrupled until no rate above it fits)."""
     top = max(1.0, 4.0 * scale)
-    while top < _MAX_RATE and _feasible(bounds, np.array([top]))[0][0]:
+    while top < _MAX_RATE and search.cells(np.array([top, math.inf])):
         top *= 4.0
-        sweeps += 1
-    unbounded = bool(_feasible(bounds, np.array([top]))[0][0])
-    rates = np.linspace(0.0, top, _GRID)
-    ok, low, up = _feasible(bounds, rates)
-    sweeps += 2
-    for _ in range(60):  # a thin feasible band between grid points: zoom onto the smallest gap
-        if ok.any():
-            break
-        gap = up - low
-        i = int(np.argmax(gap))
-        lo, hi = rates[max(i - 1, 0)], rates[min(i + 1, len(rates) - 1)]
-        if hi - lo <= 1e-12 * top:
-            break
-        rates = np.linspace(lo, hi, _SUBDIVIDE + 1)
-        ok, low, up = _feasible(bounds, rates)
-        sweeps += 1
-    if not ok.any():
+    return search.cells(np.append(np.linspace(0.0, top, _GRID), math.inf))
+
+
+def _recheck(search: _Search, cells: list[Cell]) -> list[Cell]:
+    """The cells again under `search`'s bounds, each keeping the tighter of its old and new bounds."""
+    search.sweeps += 1
+    low, up = search.bounds.cells(np.array([c[0] for c in cells]), np.array([c[1] for c in cells]))
+    merged = [(c[0], c[1], max(c[2], lo), min(c[3], hi)) for c, lo, hi in zip(cells, low, up, strict=True)]
+    return [c for c in merged if c[2] < c[3]]
+
+
+def _refine(search: _Search, cells: list[Cell]) -> Fit | None:
+    """The rates and bursts the cells leave, once the outermost cells (the rate interval) and the
+    cells with the lowest f_low and the highest f_up (the burst interval) are cut down to the
+    tolerance. For a full start the last two are the outermost cells too (both bounds fall as r
+    grows); with an unknown start f_up need not."""
+    cells = search.refine(cells, lambda cs: 0, _TOLERANCE)
+    cells = search.refine(cells, lambda cs: len(cs) - 1, _TOLERANCE)
+    cells = search.refine(cells, lambda cs: int(np.argmax([c[3] for c in cs])), _TOLERANCE)
+    cells = search.refine(cells, lambda cs: int(np.argmin([c[2] for c in cs])), _TOLERANCE)
+    if not cells:
         return None
-    for _ in range(2):  # regrid the feasible hull, one grid step wider on each side
-        idx = np.flatnonzero(ok)
-        lo, hi = rates[max(idx[0] - 1, 0)], rates[min(idx[-1] + 1, len(rates) - 1)]
-        if hi <= lo:
-            break
-        rates = np.linspace(lo, hi, _GRID)
-        ok, low, up = _feasible(bounds, rates)
-        sweeps += 1
-    idx = np.flatnonzero(ok)
-    first, last = int(idx[0]), int(idx[-1])
-    rate_low = 0.0 if first == 0 and rates[0] == 0.0 else _edge(bounds, rates[first], rates[max(first - 1, 0)])
-    if unbounded and last == len(rates) - 1:
-        rate_high = None
-    else:
-        rate_high = _edge(bounds, rates[last], rates[min(last + 1, len(rates) - 1)])
-    sweeps += 2 * _EDGE_ROUNDS
-    # the bursts: f_low falls with r (lowest at the highest rate), f_up too (highest at the lowest)
-    ends = np.array([rate_low, rate_high if rate_high is not None else rates[last]])
-    end_low, end_up = bounds(ends)
-    burst_low = float(min(low[ok].min(), end_low[1]))
-    burst_high = float(max(up[ok].max(), end_up[0]))
+    burst_low = min(cell[2] for cell in cells)
+    burst_high = max(cell[3] for cell in cells)
     return Fit(
-        rate_low=rate_low,
-        rate_high=rate_high,
-        burst_low=burst_low,
-        burst_high=burst_high if math.isfinite(burst_high) else None,
-        sweeps=sweeps + 1,
+        rate_low=float(cells[0][0]),
+        rate_high=float(cells[-1][1]) if math.isfinite(cells[-1][1]) else None,
+        burst_low=float(burst_low),
+        burst_high=float(burst_high) if math.isfinite(burst_high) else None,
+        sweeps=search.sweeps,
     )
+
+
+def fit(calls: Calls, full_start: bool) -> tuple[Fit | None, int]:
+    """The rates and bursts that fit the calls (None when none does), and how many windows the
+    refinement swept (the informative ones, see `informative`)."""
+    search = _Search(Bounds(calls.certain, calls.possible, calls.refused, full_start))
+    span = float(np.ptp(calls.certain)) if len(calls.certain) > 1 else 1.0
+    cells = _grid(search, len(calls.certain) / max(span, 1e-3))
+    # the lowest feasible rate to a few digits first: the higher it is, the more of the run is
+    # surely a full bucket, and the fewer windows the remaining sweeps need
+    cells = search.refine(cells, lambda cs: 0, _COARSE_TOLERANCE)
+    if not cells:
+        return None, 0
+    kept, kept_full = informative(calls, cells[0][0], max(c[3] for c in cells), full_start)
+    if kept is not calls:
+        search = _Search(Bounds(kept.certain, kept.possible, kept.refused, kept_full), search.sweeps)
+        cells = _recheck(search, cells)
+    return _refine(search, cells) if cells else None, len(kept.possible) + len(kept.refused)
 
 
 # ---------------------------------------------------------------- the informative windows
 
 
-def informative(calls: Calls, bounds_of: Any) -> Calls:
-    """The windows that can bound (r, B), for a fit with every window (`bounds_of(calls)`).
+def full_points(calls: Calls, rate: float, burst: float, full_start: bool) -> np.ndarray:
+    """Times at which the bucket is surely full for every rate >= `rate` and burst <= `burst`.
 
-    Windows after the last refusal's window bound only from below; the ones of the run of accepted
-    calls right after it are kept (up to the first gap that would refill the bucket), the rest go.
-    Before each refusal, everything back to the last gap in which even the slowest feasible bucket
-    refills its largest feasible burst is kept; a bucket full at a point makes every earlier window
-    irrelevant to later refusals. Windows with no refusal after them before such a gap, and no
-    refusal just before, are dropped: they only loosen nothing and tighten little (a run of
-    accepted calls far from any throttle)."""
-    del bounds_of  # the cut uses the data alone (see gaps below); kept for a two-pass variant
-    return calls
+    At t the bucket is full when no spend j before t left a backlog: N[s_j, t) <= r (t - s_j) for
+    every j (and, for a full start, since T0). With at most #{possible a < t} - #{possible b < a_j}
+    spends in [s_j, t) and t - s_j >= t - b_j, that holds when
+        Q(t) = #{a < t} - r t + max(0, max over j with a_j < t of r b_j - #{b < a_j}) <= 0,
+    which only gets easier as r grows. An unknown start also needs the start's term at least B:
+    r (t - T0) - #{a < t} >= burst. Candidate times: every window's start."""
+    if rate <= 0 or (not full_start and not math.isfinite(burst)):
+        return np.empty(0)
+    t0 = min(float(x[:, 0].min()) for x in (calls.certain, calls.possible, calls.refused) if len(x))
+    pa, pb = calls.possible[:, 0] - t0, calls.possible[:, 1] - t0
+    order = np.argsort(pa, kind="stable")
+    score = rate * pb[order] - np.searchsorted(np.sort(pb), pa[order], "left")
+    best = np.maximum(0.0, np.maximum.accumulate(score)) if len(score) else score
+    times = np.unique(np.concatenate([pa, calls.refused[:, 0] - t0]))
+    before = np.searchsorted(pa[order], times, "left")  # spends with a < t
+    backlog = before - rate * times + np.where(before > 0, best[np.maximum(before - 1, 0)], 0.0)
+    full = backlog <= 0.0
+    if not full_start:
+        full &= rate * times - before >= burst
+    return times[full] + t0
+
+
+def informative(calls: Calls, rate: float, burst: float, full_start: bool) -> tuple[Calls, bool]:
+    """The windows that can still bound a bucket of rate >= `rate` and burst <= `burst` (every one
+    that fits the run: the coarse grid's bounds), and whether the bucket is surely full before the
+    first of them.
+
+    A bucket full at time f makes every spend before f irrelevant to the refusals after it (its term
+    is never below the one of the first spend after f). So each refusal needs only the windows since
+    the last point before it where the bucket was surely full: the run of accepted calls that drained
+    it, and the refusals themselves. Windows of stretches without a refusal, and after a stretch's
+    last refusal, could only add lower bounds (dropping them is sound) and go. `calls` itself when
+    nothing goes."""
+    points = full_points(calls, rate, burst, full_start)
+    if not len(points) or not len(calls.refused):
+        return calls, full_start
+    refused = calls.refused[np.argsort(calls.refused[:, 0], kind="stable")]
+    at = np.searchsorted(points, refused[:, 0], "right") - 1  # the last full point at or before each a_k
+    starts = np.where(at >= 0, points[np.maximum(at, 0)], -np.inf)
+    group_start, first = np.unique(starts, return_index=True)
+    last = np.append(first[1:], len(refused)) - 1
+    group_end = np.maximum.accumulate(refused[:, 1])[last]  # the latest b_k of each stretch
+
+    def inside(windows: np.ndarray, whole: bool) -> np.ndarray:
+        # stretch g is [group_start[g], group_end[g]]: certain spends wholly inside it (a subset
+        # bounds soundly); possible spends that may fall inside it (every one must count)
+        g = np.searchsorted(group_start, windows[:, 0] if whole else windows[:, 1], "right") - 1
+        end = group_end[np.maximum(g, 0)]
+        return (g >= 0) & ((windows[:, 1] <= end) if whole else (windows[:, 0] < end))
+
+    kept = Calls(
+        certain=calls.certain[inside(calls.certain, True)],
+        possible=calls.possible[inside(calls.possible, False)],
+        refused=calls.refused,
+        retried_calls=calls.retried_calls,
+        other_attempts=calls.other_attempts,
+    )
+    if len(kept.possible) + len(kept.certain) == len(calls.possible) + len(calls.certain):
+        return calls, full_start
+    return kept, full_start or bool(np.isfinite(group_start[0]))
 
 
 # ---------------------------------------------------------------- rate and burst
@@ -337,21 +451,21 @@ def rate_and_burst(attempts: pd.DataFrame, target: str) -> dict[str, Any]:
         "other_attempts": calls.other_attempts,
         "start": None,
         "rate_sweeps": 0,
+        "windows_swept": 0,
     }
     result: dict[str, Any] = {"rate": None, "burst": None, "notes": [], "evidence": evidence}
     if throttled == 0:
         result["notes"].append(
-            f"No StartChatContact call was TPS-throttled ({accepted} accepted single-attempt calls), so the "
-            "run bounds neither the rate nor the burst: it would need throttled_tps calls, for example "
+            f"No StartChatContact call was TPS-throttled ({accepted} single-attempt calls took a token), so "
+            "the run bounds neither the rate nor the burst: it would need throttled_tps calls, for example "
             "offering more than the rate for longer than the burst lasts, with retries off."
         )
         return result
-    scale = accepted / max(float(np.ptp(calls.certain)) if accepted > 1 else 1.0, 1e-3)
     full_start = target != "aws"
-    found = fit(Bounds(calls.certain, calls.possible, calls.refused, full_start), scale)
+    found, evidence["windows_swept"] = fit(calls, full_start)
     evidence["start"] = "full" if full_start else "unknown level"
     if found is None and full_start:
-        found = fit(Bounds(calls.certain, calls.possible, calls.refused, False), scale)
+        found, evidence["windows_swept"] = fit(calls, False)
         if found is not None:
             evidence["start"] = "unknown level"
             result["notes"].append(
@@ -367,12 +481,12 @@ def rate_and_burst(attempts: pd.DataFrame, target: str) -> dict[str, Any]:
         )
         return result
     evidence["rate_sweeps"] = found.sweeps
-    result["rate"] = {"low": _round(found.rate_low), "high": _round(found.rate_high)}
-    result["burst"] = {"low": _round(found.burst_low), "high": _round(found.burst_high)}
+    result["rate"] = _interval(found.rate_low, found.rate_high)
+    result["burst"] = _interval(found.burst_low, found.burst_high)
     if calls.retried_calls:
         result["notes"].append(
-            f"{calls.retried_calls} retried StartChatContact calls count only as possible token spends "
-            "anywhere in their window (their attempts' times are unknown): the intervals are wider for them."
+            f"{_calls_text(calls.retried_calls, 'retried StartChatContact call')} only as possible token "
+            "spends anywhere in their window (their attempts' times are unknown): the intervals are wider for them."
         )
     if found.rate_high is None:
         result["notes"].append("No upper bound on the rate: the throttles allow any faster refill.")
@@ -381,8 +495,24 @@ def rate_and_burst(attempts: pd.DataFrame, target: str) -> dict[str, Any]:
     return result
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), _DIGITS)
+def _calls_text(n: int, what: str) -> str:
+    return f"{n} {what} counts" if n == 1 else f"{n} {what}s count"
+
+
+def _interval(low: float, high: float | None) -> dict[str, float | None]:
+    """{"low", "high"} rounded outwards (never narrower than what the search kept): 4 decimals,
+    more below 1 so that small figures keep 4 significant digits."""
+
+    def digits(x: float) -> int:
+        return _DIGITS if abs(x) >= 1 or x == 0 else min(12, _DIGITS - math.floor(math.log10(abs(x))))
+
+    def down(x: float) -> float:
+        return math.floor(x * 10 ** digits(x)) / 10 ** digits(x)
+
+    def up(x: float) -> float:
+        return math.ceil(x * 10 ** digits(x)) / 10 ** digits(x)
+
+    return {"low": down(float(low)), "high": None if high is None else up(float(high))}
 
 
 # ---------------------------------------------------------------- concurrent chats
@@ -464,7 +594,10 @@ def concurrent_chats(attempts: pd.DataFrame) -> dict[str, Any]:
     refused_rows = starts[
         (starts["outcome"] == THROTTLED_CONCURRENCY) | ((starts["attempts"] > 1) & (first == THROTTLED_CONCURRENCY))
     ]
-    evidence: dict[str, Any] = {"refused_calls": len(refused_rows), "accepted_calls": int((starts["outcome"] == OK).sum())}
+    evidence: dict[str, Any] = {
+        "refused_calls": len(refused_rows),
+        "accepted_calls": int((starts["outcome"] == OK).sum()),
+    }
     if refused_rows.empty:
         return {
             "concurrent_chats": None,
@@ -514,14 +647,16 @@ def concurrent_chats(attempts: pd.DataFrame) -> dict[str, Any]:
 def inferred_quotas(attempts: pd.DataFrame, target: str | None = None) -> dict[str, Any]:
     """summary.json["findings"]["inferred_quotas"] (module docstring). `target`: meta.json's target."""
     target = str(target or "emulator")
-    bucket = rate_and_burst(attempts, target)
-    chats = concurrent_chats(attempts)
+    return combine(rate_and_burst(attempts, target), concurrent_chats(attempts), target)
+
+
+def combine(bucket: dict[str, Any], chats: dict[str, Any], target: str) -> dict[str, Any]:
+    """The two parts as summary.json holds them: intervals, every note, and the evidence."""
     notes = [*bucket["notes"], *chats["notes"]]
     if target == "aws" and bucket["rate"] is not None:
-        notes.append(
-            "Other callers in the AWS account and Region share the StartChatContact bucket, so the inferred "
-            "rate and burst are what was left for this run, not the account's quota."
-        )
+        notes.append(SHARED_BUCKET)
+    if target == "aws" and chats["concurrent_chats"] is not None:
+        notes.append(SHARED_INSTANCE)
     return {
         "rate": bucket["rate"],
         "burst": bucket["burst"],

@@ -60,6 +60,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     schedule_t0: float = 0.0  # when the pacer's clock started (epoch seconds)
     schedule_source: str = "schedule_started_at"
+    master_lost: list[dict[str, Any]] = field(default_factory=list)  # master-lost-<worker>.json notes
 
     @property
     def run_id(self) -> str:
@@ -300,9 +301,24 @@ def load_run(run_dir: Path | str) -> Run:
         files=files,
         locust=read_locust_stats(run_dir, notes),
         notes=notes,
+        master_lost=read_master_lost(run_dir, notes),
         schedule_t0=schedule_t0,
         schedule_source=source,
     )
+
+
+def read_master_lost(run_dir: Path, notes: list[str]) -> list[dict[str, Any]]:
+    """The notes of workers that lost their master (master-lost-<worker>.json, written by them)."""
+    found = []
+    for path in sorted(Path(run_dir).glob("master-lost-*.json")):
+        try:
+            note = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            notes.append(f"{path.name} could not be read: {exc}")
+            continue
+        if isinstance(note, dict):
+            found.append(note)
+    return found
 
 
 def schedule_start(meta: dict[str, Any], attempts: pd.DataFrame) -> tuple[float | None, str]:

@@ -79,6 +79,7 @@ def analyze(run_dir: Path | str, target_peak_rate: float | None = None) -> Analy
         target_peak_rate,
         gaps,
         traffic,
+        str(run.meta.get("target") or "emulator"),
     )
     chat_table = chats.assign(started_s=chats["t_started"] - run.t0, ended_s=chats["t_ended"] - run.t0).drop(
         columns=["chat_key"]

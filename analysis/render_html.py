@@ -9,7 +9,15 @@ from typing import Any
 
 import pandas as pd
 
-from chatload.analysis.display import error_view, operation_view, run_facts, stage_view, status_line, threshold_view
+from chatload.analysis.display import (
+    error_view,
+    operation_view,
+    quota_view,
+    run_facts,
+    stage_view,
+    status_line,
+    threshold_view,
+)
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -75,6 +83,8 @@ def render(
         html_table(pd.DataFrame(run_facts(summary, meta), columns=["", "value"])),
         "<h2>Findings</h2>",
         "<ul>" + "".join(finding_html(item) for item in findings["items"]) + "</ul>",
+        "<h3>Quotas: known before the run, and the interval the run's calls allow</h3>",
+        html_table(quota_view(summary)),
         "<h2>Thresholds</h2>",
         html_table(threshold_view(summary["thresholds"])),
         "<h2>Plots</h2>",

@@ -7,7 +7,15 @@ from typing import Any
 
 import pandas as pd
 
-from chatload.analysis.display import error_view, operation_view, run_facts, stage_view, status_line, threshold_view
+from chatload.analysis.display import (
+    error_view,
+    operation_view,
+    quota_view,
+    run_facts,
+    stage_view,
+    status_line,
+    threshold_view,
+)
 
 
 def cell(value: Any) -> str:
@@ -51,6 +59,9 @@ def render(
         "",
         *[f"- **{item['text']}**" if item.get("highlight") else f"- {item['text']}" for item in findings["items"]],
         "",
+        "### Quotas: known before the run, and the interval the run's calls allow",
+        "",
+        md_table(quota_view(summary)),
         "## Thresholds",
         "",
         md_table(threshold_view(summary["thresholds"])),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -141,6 +142,12 @@ def summary(
     thresholds = evaluate(limits, obs)
     ended_early = meta.get("ended_early") if isinstance(meta.get("ended_early"), str) else None
     reasons = validity(obs, limits, run.cut_short, meta.get("interrupted") is True, ended_early)
+    for note in run.master_lost:  # workers that lost their master stopped early, on their own
+        reasons.append(
+            f"master lost: worker {note.get('worker')} heard nothing from its master after "
+            f"{_clock(note.get('last_heard_from_master'))} and stopped its load at "
+            f"{_clock(note.get('load_stopped_at'))}"
+        )
     scenario = meta.get("scenario") if isinstance(meta.get("scenario"), dict) else {}
     lost = meta.get("lost_workers") if isinstance(meta.get("lost_workers"), list) else []
     clean_up = meta.get("clean_up") if isinstance(meta.get("clean_up"), dict) else None
@@ -153,7 +160,11 @@ def summary(
     notes += [item["text"] for item in found["items"] if item["name"] == "outage"]
     schedule = _schedule(run, per_stage, obs.arrivals, start["ok"])
     if lost:
-        notes.append(f"{len(lost)} worker(s) lost during the run: their load after that moment is missing")
+        notes.append(
+            f"{len(lost)} worker(s) lost during the run ({', '.join(str(w.get('worker')) for w in lost)}): what they "
+            "did after that moment is missing here; a worker that was only cut off kept its rows on its own disk "
+            "(master-lost-<worker>.json beside them): copy its attempts/ files here and run `chatload report` again"
+        )
     if clean_up and (clean_up.get("still_active") or clean_up.get("not_ended")):
         notes.append(
             f"clean-up left {clean_up.get('still_active') or len(clean_up.get('not_ended') or [])} "
@@ -191,9 +202,18 @@ def summary(
         "quotas": meta.get("quotas"),
         "retry": meta.get("retry"),
         "lost_workers": lost,
+        "master_lost": run.master_lost,
         "clean_up": clean_up,
         "attempt_files": run.files,
         "locust": locust,
         "notes": notes,
     }
     return jsonable(result)
+
+
+def _clock(epoch: Any) -> str:
+    """An epoch time as UTC clock time (for sentences); "?" when unknown."""
+    try:
+        return time.strftime("%H:%M:%S UTC", time.gmtime(float(epoch)))
+    except (TypeError, ValueError, OverflowError):
+        return "?"

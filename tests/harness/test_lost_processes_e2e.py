@@ -98,6 +98,16 @@ def test_workers_stop_and_end_their_chats_when_the_master_is_killed(tmp_path: Pa
         assert 4.0 <= silence <= 10.0, note
         assert note["clean_up"]["still_active"] == 0, note
         assert Path(note["attempts"]).is_file()
+    # chatload report on that folder: the rows of both workers, and the run marked "master lost"
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "chatload", "report", str(run)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["valid"] is False and any(r.startswith("master lost") for r in summary["invalid_reasons"])
+    assert [n["worker"] for n in summary["master_lost"]] == ["w0", "w1"]
     print(f"master killed; StartChatContact stopped {last - killed_at:+.1f} s after; processes gone after "
           f"{stopped_by - killed_at:.1f} s")  # fmt: skip
 
