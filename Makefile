@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SCENARIO ?= scenarios/ci-smoke.toml
 
-.PHONY: setup run test lint layering wheel install-check bench clean browser iptables wrk
+.PHONY: setup run test lint layering wheel install-check bench clean browser iptables prometheus wrk
 
-setup: $(STAMP) browser iptables
+setup: $(STAMP) browser iptables prometheus
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,11 +38,22 @@ iptables:
 	  else echo "iptables not found and apt-get not usable: the partition tests will be skipped"; fi; \
 	fi
 
+# Debian's prometheus for the metrics end-to-end test (a real server scrapes --metrics-port); skipped
+# where apt is not usable (that test then skips with a one-line reason).
+prometheus:
+	@if ! command -v prometheus >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's prometheus for the metrics test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	      || echo "prometheus could not be installed: the metrics end-to-end test will be skipped"; \
+	  else echo "prometheus not found and apt-get not usable: the metrics end-to-end test will be skipped"; fi; \
+	fi
+
 run: setup
 	$(VENV)/bin/chatload run $(SCENARIO)
 
 test: setup lint layering
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 3 --dist load
 
 lint: setup
 	$(VENV)/bin/ruff check .

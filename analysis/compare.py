@@ -15,13 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from chatload.analysis import compare_plots, plots
+from chatload.analysis import compare_plots, junit, plots
+from chatload.analysis.gate import GateMismatch, apply_regression, lines
 from chatload.analysis.load import RunError
 from chatload.analysis.pipeline import Analysis, analyze
 from chatload.analysis.render_html import embed_png, html_table, page
 from chatload.analysis.render_md import md_table
 from chatload.analysis.summary import jsonable
-from chatload.contracts import EXIT_INVALID, EXIT_OK, START_CHAT
+from chatload.contracts import EXIT_INVALID, EXIT_OK, EXIT_THRESHOLD, START_CHAT
 
 
 def _get(summary: dict[str, Any], *path: str) -> Any:
@@ -161,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_a", type=Path, help="first run folder (A, e.g. before a quota increase)")
     parser.add_argument("run_b", type=Path, help="second run folder (B)")
     parser.add_argument("--out", type=Path, help="output folder (default: RUN_B/compare-<run id of A>)")
+    parser.add_argument(
+        "--gate",
+        action="store_true",
+        help="gate B on A (the baseline) by B's [thresholds.regression]: exit 1 on a regression",
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -168,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         a, b = analyze(args.run_a), analyze(args.run_b)
         out = args.out or default_out(args.run_a, args.run_b, a.run.run_id)
+        checks = apply_regression(b, a)["checks"] if args.gate else None
         write(a, b, out)
-    except RunError as exc:
+        if checks is not None:
+            write_gate(b, out)
+    except (RunError, GateMismatch) as exc:
         print(f"chatload compare: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except OSError as exc:
@@ -178,7 +187,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"A {a.run.run_id}: {a.summary['findings']['headline']}")
     print(f"B {b.run.run_id}: {b.summary['findings']['headline']}")
     print(f"comparison: {out / 'compare.html'}")
-    return EXIT_OK
+    if checks is None:
+        return EXIT_OK
+    print("\n".join(lines(checks)))
+    failed = [c for c in checks if not c["passed"]]
+    verdict = f"FAILED, {len(failed)} check(s)" if failed else "passed"
+    print(f"regression gate: {verdict} ({out / 'gate.xml'})")
+    return EXIT_THRESHOLD if failed else EXIT_OK
+
+
+def write_gate(run: Analysis, out: Path) -> None:
+    """gate.json (the checks) and gate.xml (junit: one test case a check) beside the comparison."""
+    regression = run.summary["regression"]
+    (out / "gate.json").write_text(json.dumps(jsonable(regression), indent=2) + "\n", encoding="utf-8")
+    gated = {**run.summary, "thresholds": [t for t in run.summary["thresholds"] if t["name"].startswith("regression ")]}
+    (out / "gate.xml").write_text(junit.render(gated), encoding="utf-8")
 
 
 if __name__ == "__main__":

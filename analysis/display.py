@@ -15,6 +15,25 @@ def _pct(share: pd.Series) -> pd.Series:
     return (100 * share).round(2)
 
 
+def planned_view(planned: dict[str, Any] | None) -> pd.DataFrame:
+    """Planned versus measured throttled shares per stage (summary.json["planned"])."""
+    rows = []
+    for s in (planned or {}).get("stages", []):
+        tps, conc = s["planned_tps_throttle_pct"], s["planned_concurrency_throttle_pct"]
+        rows.append(
+            {
+                "stage": s["name"],
+                "calls": s["calls"],
+                "TPS throttle % planned [5-95%]": f"{tps['mean']:.2f} [{tps['p5']:.2f}-{tps['p95']:.2f}]",
+                "TPS throttle % measured": round(s["measured_tps_throttle_pct"], 2),
+                "concurrency % planned [5-95%]": f"{conc['mean']:.2f} [{conc['p5']:.2f}-{conc['p95']:.2f}]",
+                "concurrency % measured": round(s["measured_concurrency_throttle_pct"], 2),
+                "verdict": s["verdict"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def stage_view(per_stage: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {

@@ -15,6 +15,7 @@ from chatload.analysis.errors import errors
 from chatload.analysis.findings import findings, quotas_of
 from chatload.analysis.load import Run, load_run
 from chatload.analysis.outages import outages
+from chatload.analysis.planned import AS_PREDICTED, planned_vs_measured, sentence
 from chatload.analysis.stages import configured_stages, with_windows
 from chatload.analysis.summary import summary
 from chatload.analysis.tables import per_operation, per_second, per_stage
@@ -86,4 +87,11 @@ def analyze(run_dir: Path | str, target_peak_rate: float | None = None) -> Analy
     )
     result = Analysis(run, seconds, stage_table, operations, errors(run.attempts), chat_table, found, {}, traffic)
     result.summary = summary(run, stage_table, operations, found, traffic)
+    planned = planned_vs_measured(run.meta, result.summary)
+    result.summary["planned"] = planned
+    line = sentence(planned, str(run.meta.get("target") or "emulator"))
+    if line:
+        found["items"].append(
+            {"name": "planned_vs_measured", "text": line, "highlight": planned["verdict"] != AS_PREDICTED}
+        )
     return result

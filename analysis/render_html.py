@@ -12,6 +12,7 @@ import pandas as pd
 from chatload.analysis.display import (
     error_view,
     operation_view,
+    planned_view,
     quota_view,
     run_facts,
     stage_view,
@@ -85,6 +86,14 @@ def render(
         "<ul>" + "".join(finding_html(item) for item in findings["items"]) + "</ul>",
         "<h3>Quotas: known before the run, and the interval the run's calls allow</h3>",
         html_table(quota_view(summary)),
+        *(
+            [
+                "<h3>Planned versus measured (the plan of this scenario and quotas, beside the run)</h3>",
+                html_table(planned_view(summary.get("planned"))),
+            ]
+            if summary.get("planned")
+            else []
+        ),
         "<h2>Thresholds</h2>",
         html_table(threshold_view(summary["thresholds"])),
         "<h2>Plots</h2>",

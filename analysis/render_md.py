@@ -10,6 +10,7 @@ import pandas as pd
 from chatload.analysis.display import (
     error_view,
     operation_view,
+    planned_view,
     quota_view,
     run_facts,
     stage_view,
@@ -62,6 +63,15 @@ def render(
         "### Quotas: known before the run, and the interval the run's calls allow",
         "",
         md_table(quota_view(summary)),
+        *(
+            [
+                "### Planned versus measured (the plan of this scenario and quotas, beside the run)",
+                "",
+                md_table(planned_view(summary.get("planned"))),
+            ]
+            if summary.get("planned")
+            else []
+        ),
         "## Thresholds",
         "",
         md_table(threshold_view(summary["thresholds"])),

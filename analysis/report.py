@@ -15,6 +15,7 @@ import pandas as pd
 
 from chatload.analysis import junit, plots, render_html, render_md
 from chatload.analysis.console import summary_lines
+from chatload.analysis.gate import GateMismatch, apply_regression
 from chatload.analysis.load import RunError
 from chatload.analysis.pipeline import Analysis, analyze
 from chatload.contracts import EXIT_INVALID, EXIT_OK, EXIT_THRESHOLD
@@ -53,10 +54,14 @@ def write_outputs(result: Analysis) -> None:
     (run_dir / "report.html").write_text(render_html.render(summary, *tables, paths), encoding="utf-8")
 
 
-def build_report(run_dir: Path, target_peak_rate: float | None = None) -> dict[str, Any]:
+def build_report(run_dir: Path, target_peak_rate: float | None = None, baseline: Path | None = None) -> dict[str, Any]:
     """Analyse the run folder, write report.html, report.md, summary.json, junit.xml, tables/, plots/
-    into it, and return the summary (what summary.json holds). Raises RunError for a bad folder."""
+    into it, and return the summary (what summary.json holds). With `baseline` (another run folder of
+    the same scenario) the run is also gated by its [thresholds.regression] (analysis/gate.py).
+    Raises RunError for a bad folder, GateMismatch for runs that cannot be compared."""
     result = analyze(Path(run_dir), target_peak_rate)
+    if baseline is not None:
+        apply_regression(result, analyze(Path(baseline)))
     write_outputs(result)
     return result.summary
 
@@ -70,6 +75,12 @@ def exit_code(summary: dict[str, Any]) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="chatload report", description="Build the report of a run folder.")
     parser.add_argument("run_dir", type=Path, help="run folder (reports/<run-id>)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a run folder of the same scenario to gate this run on ([thresholds.regression])",
+    )
     parser.add_argument(
         "--target-peak-rate",
         type=float,
@@ -88,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print("chatload report: --target-peak-rate must be a number > 0", file=sys.stderr)
         return EXIT_INVALID
     try:
-        summary = build_report(args.run_dir, args.target_peak_rate)
-    except RunError as exc:
+        summary = build_report(args.run_dir, args.target_peak_rate, args.baseline)
+    except (RunError, GateMismatch) as exc:
         print(f"chatload report: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except OSError as exc:

@@ -87,6 +87,12 @@ EXIT_THRESHOLD = 1  # a threshold failed
 EXIT_INVALID = 2  # invalid run or bad input (scenario, arguments)
 EXIT_CODES = (EXIT_OK, EXIT_THRESHOLD, EXIT_INVALID)
 
+# ---------------------------------------------------------------- regression gates ([thresholds.regression])
+
+# Relative drop of each stage's accepted rate, relative rise of each operation's p95 (successful
+# calls), absolute rise of each throttle class's share of StartChatContact calls, against a baseline.
+REGRESSION_KEYS = ("max_accepted_rate_drop", "max_p95_increase", "max_throttle_share_increase")
+
 # ---------------------------------------------------------------- SDK retry modes
 
 RETRY_MODES = ("off", "standard", "adaptive", "legacy")  # "off": standard with one attempt

@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(run)
     run.add_argument("--processes", type=int, metavar="N", help="Locust worker processes on this machine")
     run.add_argument("--verbose", action="store_true", help="show Locust's own log lines")
+    run.add_argument(
+        "--baseline", type=Path, metavar="RUN_DIR",
+        help="gate the run on this earlier run of the same scenario ([thresholds.regression]): exit 1 on a regression",
+    )  # fmt: skip
     run.set_defaults(handler=cmd_run)
 
     ui = sub.add_parser(
@@ -101,16 +105,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="(re)build the report of a run folder")
     rep.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    rep.add_argument("--baseline", type=Path, metavar="RUN_DIR", help="gate the run on an earlier run of its scenario")
     rep.set_defaults(handler=cmd_report)
 
     cmp_ = sub.add_parser("compare", help="compare two runs side by side (HTML and Markdown)")
     cmp_.add_argument("run_a", type=Path, metavar="RUN_A")
     cmp_.add_argument("run_b", type=Path, metavar="RUN_B")
     cmp_.add_argument("--out", type=Path, help="folder for the comparison")
+    cmp_.add_argument(
+        "--gate", action="store_true", help="gate RUN_B on RUN_A by [thresholds.regression]: exit 1 on a regression"
+    )
     cmp_.set_defaults(handler=cmd_compare)
 
     scn = sub.add_parser("scenarios", help="list the built-in scenarios with their purpose")
     scn.set_defaults(handler=cmd_scenarios)
+
+    pln = sub.add_parser(
+        "plan",
+        help="simulate a scenario offline: the throttling to expect and the quotas it needs",
+        description="Simulate a scenario offline, with no network and no Locust, many times over: per stage "
+        "the offered and accepted rates, the TPS- and concurrency-throttled shares of StartChatContact calls "
+        "and the peak active chats, then the smallest quotas that keep each throttle share under "
+        "--max-throttle in 95% of the simulations (docs/plan.md).",
+    )
+    pln.add_argument("scenario", help="scenario file or built-in name (see `chatload scenarios`)")
+    pln.add_argument("--runs", default="200", metavar="N", help="simulations (default 200)")
+    pln.add_argument("--seed", metavar="S", help="seed of the simulations (default: the scenario's, else 0)")
+    pln.add_argument(
+        "--max-throttle", default="0.001", metavar="SHARE",
+        help="throttle share the quotas needed must stay under, 0..1 (default 0.001 = 0.1%%)",
+    )  # fmt: skip
+    pln.add_argument("--rate-quota", metavar="R", help="StartChatContact rate quota, calls/s (default: scenario, AWS)")
+    pln.add_argument("--burst", metavar="B", help="StartChatContact burst (default: the scenario's, else AWS's 8)")
+    pln.add_argument("--concurrent-chats", metavar="C", help="concurrent active chats quota (default: scenario, AWS)")
+    pln.add_argument("--rate-multiplier", default="1", metavar="X", help="scale every stage's rate")
+    pln.add_argument("--no-search", action="store_true", help="skip the search for the quotas needed")
+    pln.add_argument("--json", action="store_true", help="print the plan as JSON (stable keys, docs/plan.md)")
+    pln.set_defaults(handler=cmd_plan)
     return parser
 
 
@@ -211,6 +242,11 @@ def locust_options(args: argparse.Namespace, scenario_path: Path | None) -> list
             opts += [flag, str(value)]
     if args.confirm_real_instance:
         opts.append("--confirm-real-instance")
+    baseline = getattr(args, "baseline", None)
+    if baseline is not None:
+        if not (baseline / "meta.json").is_file():
+            raise UsageError(f"--baseline {baseline}: not a run folder (no meta.json there)")
+        opts += ["--baseline", str(baseline.resolve())]
     opts += ["--out", str(args.out.resolve())]
     return opts
 
@@ -397,7 +433,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from chatload.analysis import report
 
-    return report.main([str(args.run_dir)])
+    return report.main([str(args.run_dir)] + (["--baseline", str(args.baseline)] if args.baseline else []))
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -406,6 +442,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     argv = [str(args.run_a), str(args.run_b)]
     if args.out is not None:
         argv += ["--out", str(args.out)]
+    if args.gate:
+        argv.append("--gate")
     return compare.main(argv)
 
 
@@ -416,6 +454,62 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     width = max((len(name) for name, _, _ in rows), default=0)
     for name, purpose, _path in rows:
         print(f"{name:<{width}}  {purpose}")
+    return EXIT_OK
+
+
+def _plan_number(flag: str, text: str | None, *, whole: bool = False, above: float | None = None,
+                 minimum: float | None = None, below: float | None = None) -> float | None:  # fmt: skip
+    """A number flag of `chatload plan` (int when whole), None when not given; UsageError naming the flag."""
+    if text is None:
+        return None
+    kind = "a whole number" if whole else "a number"
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        raise UsageError(f"{flag}: must be {kind}, got {text!r}") from None
+    rules = (
+        (above, lambda v, x: v > x, ">"),
+        (minimum, lambda v, x: v >= x, ">="),
+        (below, lambda v, x: v < x, "<"),
+    )
+    for bound, holds, sign in rules:
+        if bound is not None and not holds(value, bound):
+            raise UsageError(f"{flag}: must be {kind} {sign} {bound:g}, got {text}")
+    if not whole and not abs(value) < float("inf"):  # nan and inf
+        raise UsageError(f"{flag}: must be a finite number, got {text}")
+    return value
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """The scenario simulated offline (chatload.analysis.plan): text, or JSON with --json."""
+    import json
+    import time
+
+    from chatload.analysis import plan as planner
+    from chatload.harness.scenario import files, schema
+
+    runs = _plan_number("--runs", args.runs, whole=True, minimum=1, below=100_001)
+    seed = _plan_number("--seed", args.seed, whole=True, minimum=0)
+    max_throttle = _plan_number("--max-throttle", args.max_throttle, above=0, below=1)
+    rate = _plan_number("--rate-quota", args.rate_quota, above=0)
+    burst = _plan_number("--burst", args.burst, minimum=1)
+    chats = _plan_number("--concurrent-chats", args.concurrent_chats, whole=True, minimum=1)
+    multiplier = _plan_number("--rate-multiplier", args.rate_multiplier, above=0)
+    path = resolve_scenario_path(args.scenario)
+    try:
+        scenario = files.load_scenario(path, rate_multiplier=multiplier or 1.0)
+    except schema.ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    quotas = planner.scenario_quotas(scenario, rate, burst, chats)
+    started = time.monotonic()
+    doc = planner.plan(
+        scenario, quotas, runs=runs, seed=seed, max_throttle=max_throttle, search=not args.no_search,
+        progress=lambda line: print(f"chatload: plan: {line}", file=sys.stderr, flush=True),
+    )  # fmt: skip
+    print(json.dumps(doc, indent=2) if args.json else planner.format_plan(doc))
+    elapsed = time.monotonic() - started
+    if elapsed > planner.PROGRESS_AFTER_S:
+        print(f"chatload: plan: done in {elapsed:.1f} s", file=sys.stderr)
     return EXIT_OK
 
 

@@ -3,17 +3,21 @@
 One `LiveStats` per process. The load generator calls `record(row)` for every attempts row (the
 same dicts the recorder writes), `chat_started()` / `chat_ended()` around each chat, `set_stage()`
 when a stage begins and `set_quota()` when the quotas are known. `record` is on the hot path: it
-does two or three dict look-ups and two integer increments, no locks (gevent), no allocation
-except the first time a (second, operation, outcome) appears. Until `set_stage()` is called, the
-stage shown is the `stage` of the rows, read once a second (then no target rate is known).
+does a few dict look-ups, three integer increments and, for a call, one bisection into the fixed
+duration buckets; no locks (gevent), no allocation except the first time a (second, operation,
+outcome) appears. Until `set_stage()` is called, the stage shown is the `stage` of the rows, read
+once a second (then no target rate is known).
 
 Counts are kept per whole epoch second in a small ring (`window_s` seconds, 60 by default) and as
 run totals, both as ``{operation: {outcome: count}}``. Rates are counts over the last
-`rate_window_s` *complete* seconds divided by the span actually covered.
+`rate_window_s` *complete* seconds divided by the span actually covered. The calls' durations
+(``latency_ms`` of every row but dropped arrivals) are counted for the run in the fixed buckets
+`DURATION_BUCKETS_MS`, per operation and outcome (`durations()`: what chatload.harness.live.metrics
+serves as a histogram).
 
 Distributed runs (Locust master and workers): each worker's `take_report()` returns what changed
-since its previous report (per-second deltas, total deltas) plus its gauges (active chats, stage,
-quota); Locust ships it to the master inside its own stats message (`report_to_master` /
+since its previous report (per-second deltas, total deltas, duration bucket deltas) plus its gauges
+(active chats, stage, quota); Locust ships it to the master inside its own stats message (`report_to_master` /
 `worker_report`, every 3 s), and the master's `merge()` adds it into its own windows and totals.
 On the master, rates end at the oldest second every live worker has fully reported, so a rate is
 never computed over a second that is still on its way. chatload.harness.live.install wires all of this
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +43,42 @@ REPORT_VERSION = 1
 WINDOW_S = 60  # seconds kept in the ring
 RATE_WINDOW_S = 5  # rates are over the last few complete seconds
 STALE_WORKER_S = 10.0  # a worker silent this long no longer counts (its last report is ~3 s old at most)
+# Upper bounds (ms, inclusive) of the call-duration buckets; a last bucket takes the longer calls.
+DURATION_BUCKETS_MS = (5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0)
+
+# operation -> outcome -> [count per bucket (len(DURATION_BUCKETS_MS) + 1, not cumulative), sum of ms]
+Durations = dict[str, dict[str, list[float]]]
+
+
+def add_durations(into: Durations, durations: Durations) -> None:
+    for op, by_outcome in durations.items():
+        target = into.setdefault(op, {})
+        for outcome, values in by_outcome.items():
+            have = target.get(outcome)
+            if have is None:
+                target[outcome] = list(values)
+            elif len(have) == len(values):  # a report with other buckets is ignored
+                for i, v in enumerate(values):
+                    have[i] += v
+
+
+def diff_durations(now: Durations, before: Durations | None) -> Durations:
+    """now - before, only the (operation, outcome) pairs that changed."""
+    before = before or {}
+    out: Durations = {}
+    for op, by_outcome in now.items():
+        prev = before.get(op, {})
+        for outcome, values in by_outcome.items():
+            old = prev.get(outcome)
+            if old is None:
+                out.setdefault(op, {})[outcome] = list(values)
+            elif old != values:
+                out.setdefault(op, {})[outcome] = [v - o for v, o in zip(values, old, strict=True)]
+    return out
+
+
+def copy_durations(durations: Durations) -> Durations:
+    return {op: {o: list(v) for o, v in by_outcome.items()} for op, by_outcome in durations.items()}
 
 
 @dataclass
@@ -69,6 +110,7 @@ class LiveStats:
         self._stage_set_at = -math.inf
         self.quota_concurrent_chats: int | None = None
         self.quota_start_chat_rate: float | None = None
+        self.quota_start_chat_burst: float | None = None
         self._active = 0
         self._peak_active = 0
         self.reset()
@@ -86,6 +128,8 @@ class LiveStats:
         self._totals: Counts = {}
         self._sent_seconds: dict[int, Counts] = {}
         self._sent_totals: Counts = {}
+        self._durations: Durations = {}
+        self._sent_durations: Durations = {}
         self._workers: dict[str, _Worker] = {}
         self._row_stage: str | None = None  # the rows' stage, used until set_stage() is called
         self._peak_active = self._active
@@ -118,6 +162,16 @@ class LiveStats:
         if by_outcome is None:
             by_outcome = self._totals[op] = {}
         by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+        latency = row.get("latency_ms")
+        if latency is not None and latency == latency and outcome != DROPPED:  # NaN: no call was made
+            by_outcome = self._durations.get(op)
+            if by_outcome is None:
+                by_outcome = self._durations[op] = {}
+            counts = by_outcome.get(outcome)
+            if counts is None:
+                counts = by_outcome[outcome] = [0] * (len(DURATION_BUCKETS_MS) + 2)
+            counts[bisect_left(DURATION_BUCKETS_MS, latency)] += 1
+            counts[-1] += latency
 
     def chat_started(self) -> None:
         self._active += 1
@@ -133,11 +187,15 @@ class LiveStats:
         self.target_rate = float(target_rate)
         self._stage_set_at = self._clock()
 
-    def set_quota(self, concurrent_chats: int | None, start_chat_rate: float | None) -> None:
+    def set_quota(
+        self, concurrent_chats: int | None, start_chat_rate: float | None, start_chat_burst: float | None = None
+    ) -> None:
         if concurrent_chats is not None:
             self.quota_concurrent_chats = int(concurrent_chats)
         if start_chat_rate is not None:
             self.quota_start_chat_rate = float(start_chat_rate)
+        if start_chat_burst is not None:
+            self.quota_start_chat_burst = float(start_chat_burst)
 
     def set_duration(self, total_duration_s: float | None) -> None:
         """The run's planned length (known only once a scenario is chosen, e.g. on the web form)."""
@@ -169,12 +227,15 @@ class LiveStats:
             if delta:
                 seconds[str(second)] = delta
         totals = diff_counts(self._totals, self._sent_totals)
+        durations = diff_durations(self._durations, self._sent_durations)
         self._sent_seconds = {second: copy_counts(counts) for second, counts in self._seconds.items()}
         self._sent_totals = copy_counts(self._totals)
+        self._sent_durations = copy_durations(self._durations)
         return {
             "v": REPORT_VERSION,
             "seconds": seconds,
             "totals": totals,
+            "durations": durations,
             "until": now,
             "active": self._active,
             "stage": self.stage,
@@ -183,6 +244,7 @@ class LiveStats:
             "row_stage": self._row_stage,
             "quota_concurrent_chats": self.quota_concurrent_chats,
             "quota_start_chat_rate": self.quota_start_chat_rate,
+            "quota_start_chat_burst": self.quota_start_chat_burst,
             "total_duration_s": self.total_duration_s,
         }
 
@@ -200,6 +262,7 @@ class LiveStats:
                     continue
             add_counts(target, counts)
         add_counts(self._totals, report.get("totals", {}))
+        add_durations(self._durations, report.get("durations", {}))
         state = self._workers.setdefault(worker, _Worker())
         state.active = int(report.get("active", 0))
         state.until = max(state.until, float(report.get("until", 0.0)))
@@ -211,7 +274,11 @@ class LiveStats:
             self._stage_set_at = stage_set_at
         if report.get("row_stage"):
             self._row_stage = report["row_stage"]
-        self.set_quota(report.get("quota_concurrent_chats"), report.get("quota_start_chat_rate"))
+        self.set_quota(
+            report.get("quota_concurrent_chats"),
+            report.get("quota_start_chat_rate"),
+            report.get("quota_start_chat_burst"),
+        )
         if self.total_duration_s is None and report.get("total_duration_s") is not None:
             self.total_duration_s = float(report["total_duration_s"])
         self._peak_active = max(self._peak_active, self.active_chats())
@@ -224,6 +291,11 @@ class LiveStats:
 
     def active_chats(self) -> int:
         return self._active + sum(w.active for w in self._live_workers())
+
+    def durations(self) -> Durations:
+        """The run's call durations: operation -> outcome -> [count per bucket of
+        DURATION_BUCKETS_MS and a last one for longer calls (not cumulative), sum of ms] (a copy)."""
+        return copy_durations(self._durations)
 
     def snapshot(self) -> LiveSnapshot:
         now = self._clock()

@@ -34,6 +34,8 @@ from chatload.harness.scenario.schema import ScenarioError
 
 log = logging.getLogger("chatload")
 
+STAGE_FOLLOW_S = 0.5  # how often the live view's stage and target rate follow the schedule
+
 
 @dataclass
 class Run:
@@ -235,7 +237,8 @@ class Coordinator:
         runfolder.write_json(folder / "meta.json", run.meta)
         self.live.set_duration(scenario.duration_s)
         quotas = run.meta["quotas"]
-        self.live.set_quota(quotas.get("concurrent_chats"), (quotas.get(START_CHAT) or {}).get("rate"))
+        start_chat = quotas.get(START_CHAT) or {}
+        self.live.set_quota(quotas.get("concurrent_chats"), start_chat.get("rate"), start_chat.get("burst"))
         log.info("chatload: run %s: %s, %d users, folder %s", run.run_id, scenario.name, run.users, folder)
         return run
 
@@ -263,6 +266,17 @@ class Coordinator:
             return
         run.t0 = time.time() + self.downstream.lead_s
         self.downstream.start(run)
+        gevent.spawn(self._follow_stages, run)
+
+    def _follow_stages(self, run: Run) -> None:
+        """The live view's stage and its target rate (the global one), from the schedule's clock."""
+        assert run.t0 is not None
+        while not run.stopped:
+            elapsed = time.time() - run.t0
+            if 0 <= elapsed <= run.schedule.duration_s:
+                stage = run.schedule.stages[run.schedule.stage_at(elapsed)]
+                self.live.set_stage(stage.name, run.schedule.rate_at(elapsed))
+            gevent.sleep(STAGE_FOLLOW_S)
 
     def on_test_stop(self) -> None:
         run = self.run
@@ -320,10 +334,10 @@ class Coordinator:
         if run is None:
             return self.exit_code if self.exit_code is not None else EXIT_INVALID
         if self.headless:
-            self.exit_code, line = runfolder.run_report(run.folder)
+            self.exit_code, line = runfolder.run_report(run.folder, baseline=run.settings.baseline)
             sys.stderr.write(line + "\n")
         return EXIT_INVALID if self.exit_code is None else self.exit_code
 
     def _build_report(self, run: Run) -> None:
-        self.exit_code, line = runfolder.run_report(run.folder)
+        self.exit_code, line = runfolder.run_report(run.folder, baseline=run.settings.baseline)
         log.info(line)

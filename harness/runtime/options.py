@@ -69,6 +69,14 @@ def add_arguments(parser: Any) -> None:
     add("--max-rate", default="", help="cap: highest arrival rate (chats/s) this run may schedule")  # fmt: skip
     add("--arrivals", default="", help=f"arrival process: {' or '.join(ARRIVAL_PROCESSES)} (default: the scenario's)")
     add("--seed", default="", help="seed of Poisson arrivals (default: the scenario's, else a fresh one)")
+    add(
+        "--baseline", default="", help="a run folder of the same scenario to gate this run on ([thresholds.regression])"
+    )
+    # Served for the process's life, not per run: not on the web UI's start form.
+    add("--metrics-port", type=int, default=None, env_var="CHATLOAD_METRICS_PORT", include_in_web_ui=False,
+        help="serve Prometheus metrics on this port (master or local process; docs/live.md)")  # fmt: skip
+    add("--metrics-host", default="127.0.0.1", env_var="CHATLOAD_METRICS_HOST", include_in_web_ui=False,
+        help="address of the metrics endpoint (default 127.0.0.1)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class RunSettings:
     max_chats: int | None
     max_rate: float | None
     participant_endpoint_url: str | None = None  # None: the same as endpoint_url
+    baseline: Path | None = None  # a run folder to gate the run on (chatload.analysis.gate)
 
     @property
     def target(self) -> str:
@@ -203,7 +212,17 @@ def resolve(options: Any) -> RunSettings:
         confirm=bool(getattr(options, "confirm_real_instance", False)),
         max_chats=_number(options, "max_chats", int, 1),
         max_rate=_number(options, "max_rate", float, 0.0),
+        baseline=_baseline(_text(options, "baseline")),
     )
+
+
+def _baseline(text: str) -> Path | None:
+    if not text:
+        return None
+    folder = Path(text).expanduser()
+    if not (folder / "meta.json").is_file():
+        raise UsageError(f"--baseline {text}: not a run folder (no meta.json there)")
+    return folder
 
 
 def problem(options: Any) -> str | None:

@@ -26,7 +26,7 @@ import gevent
 from locust.runners import MasterRunner, WorkerRunner
 
 from chatload.contracts import EXIT_INVALID
-from chatload.harness.live.install import install
+from chatload.harness.live.install import install, report_now
 from chatload.harness.live.stats import LiveStats
 from chatload.harness.pacer import Share
 from chatload.harness.runtime import options as run_options
@@ -259,6 +259,7 @@ def _wire_worker(environment: Any, load: LoadProcess) -> None:
 
     def on_test_stop(environment: Any, **_: Any) -> None:
         summary = load.finish()
+        report_now(environment)  # the live counts, clean-up included, reach the master before MSG_DONE
         if summary is not None:
             runner.send_message(MSG_DONE, summary)
         # Locust's worker sleeps stop_timeout after a stop before it reads the next message; our

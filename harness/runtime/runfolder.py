@@ -109,8 +109,9 @@ class LocustOutputs:
 # ---------------------------------------------------------------- the report
 
 
-def report_command(run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "chatload.analysis.report", str(run_dir)]
+def report_command(run_dir: Path, baseline: Path | None = None) -> list[str]:
+    command = [sys.executable, "-m", "chatload.analysis.report", str(run_dir)]
+    return command if baseline is None else [*command, "--baseline", str(baseline)]
 
 
 def analysis_available() -> bool:
@@ -122,13 +123,13 @@ def exit_code_of(returncode: int | None) -> int:
     return returncode if returncode in (EXIT_OK, EXIT_THRESHOLD) else EXIT_INVALID
 
 
-def run_report(run_dir: Path, timeout_s: float = REPORT_TIMEOUT_S) -> tuple[int, str]:
+def run_report(run_dir: Path, timeout_s: float = REPORT_TIMEOUT_S, baseline: Path | None = None) -> tuple[int, str]:
     """Build the run's report in a child process (never in the gevent process); returns
     (exit code 0/1/2, a line for the log)."""
     if not analysis_available():
         return EXIT_INVALID, f"chatload: no report for {run_dir}: the analysis package (chatload.analysis) is missing"
     try:
-        done = subprocess.run(report_command(run_dir), timeout=timeout_s, check=False)
+        done = subprocess.run(report_command(run_dir, baseline), timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         return EXIT_INVALID, f"chatload: the report for {run_dir} took longer than {timeout_s:.0f} s"
     code = exit_code_of(done.returncode)

@@ -22,6 +22,7 @@ from chatload.contracts import (
     DEFAULT_REGION,
     OUTCOMES,
     POISSON,
+    REGRESSION_KEYS,
     RETRY_MODES,
     UNIFORM,
 )
@@ -390,7 +391,12 @@ def _target(target: Table) -> Target:
 
 
 def _thresholds(table: Table) -> Thresholds:
-    table.check_keys(("max_p95_ms", "max_p99_ms", "min_success_share", "max_dropped_share", "max_outcome_share"))
+    table.check_keys(
+        ("max_p95_ms", "max_p99_ms", "min_success_share", "max_dropped_share", "max_outcome_share", "regression")
+    )
+    regression = table.table("regression")
+    regression.check_keys(REGRESSION_KEYS)
+    regression_limits = {key: regression.number(key, minimum=0) for key in REGRESSION_KEYS if regression.has(key)}
     shares = table.table("max_outcome_share")
     outcome_limits: dict[str, float] = {}
     for outcome in shares.data:
@@ -406,6 +412,7 @@ def _thresholds(table: Table) -> Thresholds:
         min_success_share=table.number("min_success_share", None, minimum=0, maximum=1),
         max_dropped_share=table.number("max_dropped_share", 0.01, minimum=0, maximum=1) or 0.0,
         max_outcome_share=outcome_limits,
+        regression={k: v for k, v in regression_limits.items() if v is not None},
     )
 
 

@@ -141,6 +141,7 @@ class Thresholds:
     min_success_share: float | None = None
     max_dropped_share: float = 0.01
     max_outcome_share: dict[str, float] = field(default_factory=dict)
+    regression: dict[str, float] = field(default_factory=dict)  # [thresholds.regression]: against a baseline run
 
 
 @dataclass(frozen=True)
@@ -335,6 +336,7 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
             "min_success_share": s.thresholds.min_success_share,
             "max_dropped_share": s.thresholds.max_dropped_share,
             "max_outcome_share": dict(s.thresholds.max_outcome_share),
+            "regression": dict(s.thresholds.regression),
         },
         "safety": {
             "max_chats": s.safety.max_chats,

@@ -120,3 +120,43 @@ def test_run_a_scenario_file_then_an_adhoc_run_then_compare_them(tmp_path):
     assert "Traceback" not in compared.stdout + compared.stderr
     page = (tmp_path / "cmp" / "compare.html").read_text(encoding="utf-8")
     assert first.name in page and second.name in page
+
+
+GATED = """\
+    # gated: 8 chats/s for 6 s, StartChatContact quota {rate}/s burst 8 on the emulator
+    name = "gated"
+    [[stages]]
+    name = "steady"
+    duration = "6s"
+    target_rate = 8
+    [chat]
+    connect = false
+    end_by = "stop_contact"
+    [thresholds.regression]
+    max_accepted_rate_drop = 0.05
+    max_p95_increase = 3.0
+    max_throttle_share_increase = 0.01
+    [target.emulator_config.rates]
+    StartChatContact = {{ rate = {rate}, burst = 8 }}
+    StopContact = {{ rate = 100, burst = 100 }}
+"""
+
+
+def test_run_with_a_baseline_gates_on_it(tmp_path: Path):
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text(textwrap.dedent(GATED.format(rate=20)))
+    bad.write_text(textwrap.dedent(GATED.format(rate=4)))  # a lower quota: throttled, fewer accepted
+    done = chatload("run", str(good), "--out", str(tmp_path / "base"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    (baseline,) = [p for p in (tmp_path / "base").iterdir() if p.is_dir()]
+    again = chatload("report", str(baseline), "--baseline", str(baseline))  # a run against itself
+    assert again.returncode == 0, again.stderr[-2000:]
+    worse = chatload("run", str(bad), "--out", str(tmp_path / "next"), "--baseline", str(baseline))
+    assert worse.returncode == 1, worse.stderr[-3000:]
+    (run,) = [p for p in (tmp_path / "next").iterdir() if p.is_dir()]
+    summary = json.loads((run / "summary.json").read_text())
+    failed = {c["name"] for c in summary["regression"]["checks"] if not c["passed"]}
+    assert failed >= {"accepted_rate_drop[steady]", "throttle_share_increase[throttled_tps]"}, summary["regression"]
+    assert "regression accepted_rate_drop[steady]" in (run / "junit.xml").read_text()
+    missing = chatload("run", str(good), "--out", str(tmp_path / "x"), "--baseline", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "--baseline" in missing.stderr and "Traceback" not in missing.stderr

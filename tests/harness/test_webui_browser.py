@@ -1,6 +1,8 @@
 """The web UI end to end in a real headless Chromium (Debian's, driven by Playwright; nothing downloaded):
-the scenario fields are on the start form, a run started from the form moves the Throttling tab's
-numbers, stopping it from the UI leaves a run folder with meta.json and attempts."""
+the start form speaks arrival rates (chatload's fields first, Locust's users, ramp-up and host hidden,
+no "no host attribute" hint), a run started from the form draws the Throttling tab's live charts (points
+that grow and match /chatload/live) and moves its numbers, a screenshot of the tab lands in the test's
+folder, and stopping the run from the UI leaves a run folder with meta.json and attempts."""
 
 from __future__ import annotations
 
@@ -29,6 +31,14 @@ CHROMIUM_ARGS = [
 ]
 OFFERED = "Offered arrivals (StartChatContact)"
 ACCEPTED = "Accepted (ok)"
+FIRST_FIELDS = ["scenario", "rateMultiplier", "arrivals", "target"]  # webui.FORM_FIRST, as the form names them
+CHART_KEYS = ["offered", "accepted", "throttled_tps", "throttled_concurrency", "dropped", "other", "active_chats"]
+
+# The form's named inputs that a person sees, top to bottom.
+VISIBLE_FIELDS = """() => [...document.querySelectorAll("form input[name]")]
+    .filter((e) => e.getClientRects().length && getComputedStyle(e).visibility !== "hidden")
+    .sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top)
+    .map((e) => e.name)"""
 
 SCENARIO = """\
 # Browser test: a short steady run well under the emulator's StartChatContact quota.
@@ -86,8 +96,65 @@ def run_folders(reports: Path) -> list[Path]:
     return sorted(p for p in reports.glob("*") if (p / "meta.json").exists()) if reports.exists() else []
 
 
+def chart_now(page) -> dict:
+    """What the charts show (window.chatloadChart) and how many points the drawn charts have."""
+    return page.evaluate(
+        """() => ({chart: window.chatloadChart || null,
+                  drawn: Number(document.querySelector('[data-chatload="charts"]')?.dataset.points || 0),
+                  canvases: document.querySelectorAll('[data-chatload="charts"] canvas').length})"""
+    )
+
+
+def check_the_form(page, scenario: Path, emu_url: str) -> None:
+    page.locator('[data-chatload="note"]').wait_for(timeout=15_000)
+    assert "arrival rate" in page.locator('[data-chatload="note"]').inner_text()
+    assert page.locator("input[name=scenario]").input_value() == str(scenario)
+    # chatload's fields first, as plain fields; Locust's users, ramp-up and host out of sight
+    visible = page.evaluate(VISIBLE_FIELDS)
+    assert visible[:4] == FIRST_FIELDS, visible
+    for name in ("userCount", "spawnRate", "host"):
+        assert name not in visible and not page.locator(f"input[name={name}]").is_visible(), name
+    assert page.get_by_text("no host attribute").count() == 0
+    # set on the command line only
+    for name in ("out", "runId", "confirmRealInstance"):
+        assert page.locator(f"[name={name}]").count() == 0, name
+    # the other options behind the "Custom parameters" toggle
+    assert not page.locator("input[name=endpointUrl]").is_visible()
+    page.get_by_role("button", name="Custom parameters").click()
+    assert page.locator("input[name=endpointUrl]").is_visible()
+    assert page.locator("input[name=endpointUrl]").input_value() == emu_url
+    for name in ("rate", "duration", "maxChats", "maxRate", "retryMode", "seed"):
+        assert page.locator(f"input[name={name}]").is_visible(), name
+    assert page.evaluate(VISIBLE_FIELDS)[:4] == FIRST_FIELDS
+
+
+def check_the_charts(page) -> None:
+    charts = page.locator('[data-chatload="charts"]')
+    charts.wait_for(timeout=15_000)
+    wait_until(lambda: chart_now(page)["drawn"] >= 3, 25, "three seconds on the charts")
+    first = chart_now(page)
+    assert first["canvases"] == 3
+    wait_until(lambda: chart_now(page)["drawn"] >= first["drawn"] + 2, 10, "the charts to grow")
+    now = chart_now(page)
+    chart = now["chart"]
+    assert now["drawn"] == len(chart["t"]) > len(first["chart"]["t"])
+    assert sum(chart["offered"]) > 0 and sum(chart["accepted"]) > 0
+    assert "browser" in chart["stage"]
+    # the same figures as /chatload/live for every second both have (complete seconds do not change)
+    live = page.evaluate("() => fetch('./chatload/live').then((r) => r.json())")
+    served = {t: i for i, t in enumerate(live["chart"]["t"])}
+    common = [(i, served[t]) for i, t in enumerate(chart["t"]) if t in served]
+    assert len(common) >= 3
+    for key in CHART_KEYS:
+        assert [chart[key][i] for i, _ in common] == [live["chart"][key][j] for _, j in common], key
+    assert chart["quota_concurrent_chats"] == live["quota"]["concurrent_chats"]
+    # the numbers table stays below the charts
+    table = page.locator("tr", has_text=OFFERED).first.bounding_box()
+    assert table["y"] > charts.bounding_box()["y"] + charts.bounding_box()["height"] - 1
+
+
 @pytest.mark.timeout(120)
-def test_run_from_the_web_ui_moves_the_throttling_tab(tmp_path):
+def test_run_from_the_web_ui_draws_the_throttling_charts(tmp_path):
     from playwright.sync_api import sync_playwright
 
     scenario = tmp_path / "browser.toml"
@@ -104,38 +171,27 @@ def test_run_from_the_web_ui_moves_the_throttling_tab(tmp_path):
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 try:
-                    page = browser.new_page()
+                    page = browser.new_page(viewport={"width": 1280, "height": 900})
+                    errors: list[str] = []
+                    page.on("pageerror", lambda error: errors.append(str(error)))
                     page.goto(base)
-                    # the scenario fields are on the start form, filled from the command line
-                    scenario_field = page.locator("input[name=scenario]")
-                    scenario_field.wait_for(state="attached", timeout=15_000)
-                    assert scenario_field.input_value() == str(scenario)
-                    # (the UI names the fields in camelCase)
-                    assert page.locator("input[name=endpointUrl]").input_value() == emu.url
-                    assert page.locator("input[name=out]").input_value() == str(reports)
-                    for name in ("rateMultiplier", "rate", "duration", "maxChats", "maxRate", "retryMode"):
-                        assert page.locator(f"input[name={name}]").count() == 1, name
-                    # the user count comes from the scenario (chatload's shape): Locust disables the field
-                    users = page.locator("input[name=userCount]")
-                    if users.count() and users.is_enabled():
-                        users.fill("4")
-                        page.locator("input[name=spawnRate]").fill("4")
+                    check_the_form(page, scenario, emu.url)
                     page.get_by_role("button", name="Start").click()
 
                     page.get_by_role("tab", name="Throttling").click(timeout=15_000)
+                    check_the_charts(page)
                     page.locator("tr", has_text=OFFERED).first.wait_for(timeout=15_000)
-                    wait_until(lambda: total(page, ACCEPTED) > 0, 20, "a first accepted chat in the tab")
-                    offered, accepted = total(page, OFFERED), total(page, ACCEPTED)
-                    wait_until(
-                        lambda: total(page, OFFERED) > offered and total(page, ACCEPTED) > accepted,
-                        15,
-                        "the tab's offered and accepted counts to move",
-                    )
+                    assert total(page, OFFERED) > 0 and total(page, ACCEPTED) > 0
                     assert cell(page, OFFERED, 1).endswith("/s")
                     assert cell(page, "Stage", 1) == "browser"
+                    screenshot = tmp_path / "throttling-tab.png"
+                    page.screenshot(path=screenshot, full_page=True)
+                    assert screenshot.stat().st_size > 10_000
+                    accepted = total(page, ACCEPTED)
 
                     page.get_by_role("button", name="Stop").click()
                     page.get_by_text("STOPPED").first.wait_for(timeout=20_000)
+                    assert errors == []
                 finally:
                     browser.close()
 
