@@ -48,6 +48,21 @@ def stage_table(stages: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def experience_line(experience: dict[str, Any]) -> str:
+    """The websocket's figures in one line (summary.json chat_experience)."""
+
+    def ms(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.0f} ms"
+
+    delivery, first = experience["message_delivery"], experience["first_response"]
+    return (
+        f"chat experience: delivery p50/p95/p99 {ms(delivery['p50_ms'])}/{ms(delivery['p95_ms'])}/"
+        f"{ms(delivery['p99_ms'])}, first response p95 {ms(first['p95_ms'])}, {experience['lost_frames']} lost, "
+        f"{experience['late_frames']} late, {experience['unexpected_closes']} unexpected closes, "
+        f"{experience['missed_heartbeats']} missed heartbeats"
+    )
+
+
 def threshold_line(thresholds: list[dict[str, Any]]) -> str:
     if not thresholds:
         return "thresholds: none configured"
@@ -128,6 +143,7 @@ def summary_lines(summary: dict[str, Any], run_dir: Path) -> list[str]:
         *([replay_line(summary["replay"])] if summary.get("replay") else []),
         f"findings: {summary['findings']['headline']}",
         inferred_line(summary),
+        *([experience_line(summary["chat_experience"])] if summary.get("chat_experience") else []),
         threshold_line(summary["thresholds"]),
     ]
     notes = summary["notes"]

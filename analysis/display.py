@@ -92,6 +92,45 @@ def error_view(errors: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+EXPERIENCE_LABELS = {
+    "websocket_connect": "WebSocketConnect (upgrade)",
+    "subscribe": "Subscribe (success frame)",
+    "message_delivery": "MessageDelivery (echo of a sent message)",
+    "first_response": "FirstResponse (first frame from another participant)",
+    "chat_ended_delivery": "ChatEndedDelivery (chat.ended frame)",
+}
+
+
+def experience_view(experience: dict[str, Any] | None) -> pd.DataFrame:
+    """Chat experience per websocket measurement (summary.json["chat_experience"]); ok latencies."""
+    columns = ["measurement", "count", "ok", "timeout", "connection_error", "other", "p50 ms", "p95 ms", "p99 ms"]
+    rows = []
+    for key, label in EXPERIENCE_LABELS.items():
+        entry = (experience or {}).get(key)
+        if not entry:
+            continue
+        rows.append(
+            [label, *(entry[k] for k in ("count", "ok", "timeout", "connection_error", "other"))]
+            + [None if entry[f"{q}_ms"] is None else round(entry[f"{q}_ms"], 1) for q in ("p50", "p95", "p99")]
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def experience_facts(experience: dict[str, Any]) -> pd.DataFrame:
+    """Frames lost and late, unexpected closes, missed heartbeats, first response in seconds."""
+    first = experience["first_response"]
+    seconds = "/".join("–" if first[f"{q}_s"] is None else f"{first[f'{q}_s']:.3g}" for q in ("p50", "p95", "p99"))
+    late = f"{experience['late_frame_ms'] / 1000:g} s"
+    rows = [
+        ("first response p50/p95/p99 (s)", seconds),
+        ("lost frames (MessageDelivery, ChatEndedDelivery timeouts)", str(experience["lost_frames"])),
+        (f"late frames (delivered ok, slower than {late})", str(experience["late_frames"])),
+        ("unexpected closes (WebSocketClose)", str(experience["unexpected_closes"])),
+        ("missed heartbeats (of heartbeats sent)", f"{experience['missed_heartbeats']} of {experience['heartbeats']}"),
+    ]
+    return pd.DataFrame(rows, columns=["", "value"])
+
+
 def threshold_view(thresholds: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(
         [

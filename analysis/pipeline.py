@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from chatload.analysis import chats as chats_mod
+from chatload.analysis import experience as experience_mod
 from chatload.analysis.arrivals import traffic as traffic_of
 from chatload.analysis.errors import errors
 from chatload.analysis.findings import findings, quotas_of
@@ -34,15 +35,20 @@ class Analysis:
     summary: dict[str, Any]
     # arrivals.traffic(): process, seed, label, dispersion, replay_meta (meta.json's), replay (summary's)
     traffic: dict[str, Any] = field(default_factory=dict)
+    # experience.delivery_per_second(): None when the run has no MessageDelivery rows
+    delivery: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {
+        tables = {
             "per_second": self.per_second,
             "per_stage": self.per_stage,
             "per_operation": self.per_operation,
             "errors": self.errors,
             "chats": self.chats,
         }
+        if self.delivery is not None:
+            tables["delivery_per_second"] = self.delivery
+        return tables
 
 
 def arrivals_end(run: Run) -> float:
@@ -86,7 +92,17 @@ def analyze(run_dir: Path | str, target_peak_rate: float | None = None) -> Analy
         columns=["chat_key"]
     )
     result = Analysis(run, seconds, stage_table, operations, errors(run.attempts), chat_table, found, {}, traffic)
-    result.summary = summary(run, stage_table, operations, found, traffic)
+    experience = experience_mod.chat_experience(run.attempts)
+    if experience:
+        found["items"].append(
+            {
+                "name": "chat_experience",
+                "text": experience_mod.sentence(experience),
+                "highlight": experience_mod.troubled(experience),
+            }
+        )
+    result.summary = summary(run, stage_table, operations, found, traffic, experience)
+    result.delivery = experience_mod.delivery_per_second(run.attempts, seconds, run.t0)
     planned = planned_vs_measured(run.meta, result.summary)
     result.summary["planned"] = planned
     line = sentence(planned, str(run.meta.get("target") or "emulator"))

@@ -293,6 +293,30 @@ def replay(per_second: pd.DataFrame, replay_meta: dict[str, Any], schedule_t0: f
     return fig
 
 
+def delivery(frame: pd.DataFrame) -> Figure:
+    """Websocket message delivery latency (ok MessageDelivery p50/p95 per second of sending) above
+    the offered StartChatContact arrivals per second (experience.delivery_per_second())."""
+    fig = Figure(figsize=(10, 5), dpi=100, layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    top.set_title("Message delivery latency (websocket echo, ok) beside offered load")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+    drawn = False
+    for column, label in (("delivery_p50_ms", "delivery p50"), ("delivery_p95_ms", "delivery p95")):
+        if frame[column].notna().any():
+            top.plot(frame["second"], frame[column], label=label, lw=1, marker=".", ms=2)
+            drawn = True
+    if drawn:
+        top.legend(loc="upper left", fontsize=8)
+    else:
+        empty_note(top)
+    top.set_ylabel("ms")
+    bottom.plot(frame["second"], frame["offered"], color="#1d3557", lw=1, drawstyle="steps-post", label="offered")
+    bottom.set_ylabel("StartChatContact / s")
+    bottom.set_xlabel("seconds since start")
+    return fig
+
+
 def render_all(
     per_second: pd.DataFrame,
     per_stage: pd.DataFrame,
@@ -301,8 +325,10 @@ def render_all(
     outages: list[dict[str, Any]] | None = None,
     traffic: dict[str, Any] | None = None,
     schedule_t0: float = 0.0,
+    delivery_per_second: pd.DataFrame | None = None,
 ) -> dict[str, Figure]:
-    """Every plot of the report; `traffic` is arrivals.traffic() (replay.png only for a replay)."""
+    """Every plot of the report; `traffic` is arrivals.traffic() (replay.png only for a replay);
+    delivery.png only with `delivery_per_second` (experience.delivery_per_second(), websocket rows)."""
     traffic = traffic or {}
     figures = {
         "offered_vs_accepted": offered_vs_accepted(per_second, outages),
@@ -318,6 +344,8 @@ def render_all(
     }
     if traffic.get("replay_meta"):
         figures["replay"] = replay(per_second, traffic["replay_meta"], schedule_t0)
+    if delivery_per_second is not None:
+        figures["delivery"] = delivery(delivery_per_second)
     return figures
 
 

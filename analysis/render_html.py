@@ -11,6 +11,8 @@ import pandas as pd
 
 from chatload.analysis.display import (
     error_view,
+    experience_facts,
+    experience_view,
     operation_view,
     planned_view,
     quota_view,
@@ -96,6 +98,15 @@ def render(
         ),
         "<h2>Thresholds</h2>",
         html_table(threshold_view(summary["thresholds"])),
+        *(
+            [
+                "<h2>Chat experience (the customer's websocket)</h2>",
+                html_table(experience_view(summary["chat_experience"])),
+                html_table(experience_facts(summary["chat_experience"])),
+            ]
+            if summary.get("chat_experience")
+            else []
+        ),
         "<h2>Plots</h2>",
         *[embed_png(path) for path in plots.values()],
         "<h2>Stages (StartChatContact)</h2>",

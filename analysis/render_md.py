@@ -9,6 +9,8 @@ import pandas as pd
 
 from chatload.analysis.display import (
     error_view,
+    experience_facts,
+    experience_view,
     operation_view,
     planned_view,
     quota_view,
@@ -75,6 +77,16 @@ def render(
         "## Thresholds",
         "",
         md_table(threshold_view(summary["thresholds"])),
+        *(
+            [
+                "## Chat experience (the customer's websocket)",
+                "",
+                md_table(experience_view(summary["chat_experience"])),
+                md_table(experience_facts(summary["chat_experience"])),
+            ]
+            if summary.get("chat_experience")
+            else []
+        ),
         "## Plots",
         "",
         *[f"![{name}]({path})\n" for name, path in plots.items()],

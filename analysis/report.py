@@ -44,6 +44,7 @@ def write_outputs(result: Analysis) -> None:
         summary["findings"]["outages"],
         result.traffic,
         result.run.schedule_t0,
+        result.delivery,
     )
     paths = plots.save(figures, run_dir / "plots")
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

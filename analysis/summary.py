@@ -9,9 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chatload.analysis.experience import chat_experience
 from chatload.analysis.load import Run
 from chatload.analysis.thresholds import VALID_EARLY_ENDS, Observed, configured, evaluate, validity
 from chatload.contracts import CALL_OUTCOMES, DROPPED, START_CHAT, UNIFORM
+
+COMPUTE = object()  # summary(experience=...) not given: computed from the run's rows
 
 
 def jsonable(value: Any) -> Any:
@@ -123,19 +126,24 @@ def summary(
     per_operation: pd.DataFrame,
     found: dict[str, Any],
     traffic: dict[str, Any] | None = None,
+    experience: Any = COMPUTE,
 ) -> dict[str, Any]:
     """`traffic` is arrivals.traffic() (the arrival process, dispersion and replay); without it the
-    run reads as uniform with no dispersion index and no replay."""
+    run reads as uniform with no dispersion index and no replay. `experience` is
+    experience.chat_experience() of the run's rows (computed here when not given)."""
     traffic = traffic or {}
     calls = _calls(per_operation)
     start = calls[START_CHAT]
     start_row = per_operation[per_operation["operation"] == START_CHAT]
+    if experience is COMPUTE:
+        experience = chat_experience(run.attempts)
     obs = Observed(
         calls=start["total"],
         arrivals=start["total"] + start[DROPPED],
         outcomes={**{o: start[o] for o in CALL_OUTCOMES}, DROPPED: start[DROPPED]},
         ok_p95_ms=float(start_row["ok_p95_ms"].iloc[0]) if len(start_row) else None,
         ok_p99_ms=float(start_row["ok_p99_ms"].iloc[0]) if len(start_row) else None,
+        experience=experience,
     )
     meta = run.meta
     limits = configured(meta)
@@ -190,6 +198,7 @@ def summary(
         "pacer_arrivals": pacer,
         "schedule": schedule,
         "stages": _stages(per_stage),
+        "chat_experience": experience,
         "findings": {k: v for k, v in found.items()},
         "thresholds": thresholds,
         "passed": not reasons and all(t["passed"] for t in thresholds),

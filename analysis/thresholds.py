@@ -2,6 +2,8 @@
 
 Shares are fractions 0..1 of StartChatContact calls (dropped arrivals excluded), except the dropped
 share, which is of arrivals (calls + dropped). Latency thresholds use successful (ok) calls.
+The chat-experience thresholds (max_message_delivery_p95_ms, max_first_response_p95_s) are judged on
+the websocket rows instead (analysis/experience.py: ok MessageDelivery and FirstResponse rows).
 """
 
 from __future__ import annotations
@@ -11,6 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_MAX_DROPPED_SHARE = 0.01
+# threshold -> (chat_experience entry, figure)
+EXPERIENCE_THRESHOLDS = {
+    "max_message_delivery_p95_ms": ("message_delivery", "p95_ms"),
+    "max_first_response_p95_s": ("first_response", "p95_s"),
+}
+NO_EXPERIENCE_NOTE = "no chat-experience rows: [chat] websocket is off?"
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,8 @@ class Observed:
     outcomes: dict[str, int]
     ok_p95_ms: float | None
     ok_p99_ms: float | None
+    # summary.json chat_experience (None: the run has no chat-experience rows)
+    experience: dict[str, Any] | None = None
 
     def share(self, outcome: str) -> float | None:
         if outcome == "dropped":
@@ -38,11 +48,13 @@ def _limit(value: Any) -> float | None:
 
 
 def configured(meta: dict[str, Any]) -> dict[str, float]:
-    """Flat {name: limit}: max_p95_ms, max_p99_ms, min_success_share, max_dropped_share (default
-    0.01), max_outcome_share.<outcome>; unset limits are left out."""
+    """Flat {name: limit}: max_p95_ms, max_p99_ms, min_success_share, max_message_delivery_p95_ms,
+    max_first_response_p95_s, max_dropped_share (default 0.01), max_outcome_share.<outcome>; unset
+    limits are left out."""
     scenario = meta.get("scenario") if isinstance(meta.get("scenario"), dict) else {}
     raw = scenario.get("thresholds") if isinstance(scenario.get("thresholds"), dict) else {}
-    limits = {name: _limit(raw.get(name)) for name in ("max_p95_ms", "max_p99_ms", "min_success_share")}
+    names = ("max_p95_ms", "max_p99_ms", "min_success_share", *EXPERIENCE_THRESHOLDS)
+    limits = {name: _limit(raw.get(name)) for name in names}
     dropped = _limit(raw.get("max_dropped_share"))
     limits["max_dropped_share"] = DEFAULT_MAX_DROPPED_SHARE if dropped is None else dropped
     outcome_limits = raw.get("max_outcome_share") if isinstance(raw.get("max_outcome_share"), dict) else {}
@@ -60,6 +72,10 @@ def _observed(name: str, obs: Observed) -> float | None:
         return obs.share("ok")
     if name == "max_dropped_share":
         return obs.share("dropped")
+    if name in EXPERIENCE_THRESHOLDS:
+        entry, figure = EXPERIENCE_THRESHOLDS[name]
+        value = (obs.experience or {}).get(entry, {}).get(figure)
+        return None if value is None else float(value)
     return obs.share(name.split(".", 1)[1])
 
 
@@ -69,7 +85,9 @@ def evaluate(limits: dict[str, float], obs: Observed) -> list[dict[str, Any]]:
     for name, limit in limits.items():
         value = _observed(name, obs)
         if value is None:
-            passed, note = False, "nothing to measure"
+            passed = False
+            no_rows = name in EXPERIENCE_THRESHOLDS and obs.experience is None
+            note = NO_EXPERIENCE_NOTE if no_rows else "nothing to measure"
         else:
             passed = value >= limit if name.startswith("min_") else value <= limit
             note = ""

@@ -50,6 +50,26 @@ CONNECT_OPERATIONS = (START_CHAT, STOP_CONTACT, DESCRIBE_CONTACT)
 PARTICIPANT_OPERATIONS = (CREATE_CONNECTION, SEND_MESSAGE, SEND_EVENT, DISCONNECT, GET_TRANSCRIPT)
 # Calls that end a chat as the harness sees it (the first ok one ends it).
 ENDING_OPERATIONS = (DISCONNECT, STOP_CONTACT)
+# The customer's Participant Service websocket, as the harness measures it (one row per event; the
+# analysis's "Chat experience" section): the upgrade, the subscribe frame, a sent message's echo, the
+# first frame from another participant after StartChatContact, the chat.ended frame after the ending
+# call; a heartbeat left unanswered (outcome timeout) and a socket closed unexpectedly (connection_error).
+WEBSOCKET_CONNECT = "WebSocketConnect"
+SUBSCRIBE = "Subscribe"
+MESSAGE_DELIVERY = "MessageDelivery"
+FIRST_RESPONSE = "FirstResponse"
+CHAT_ENDED_DELIVERY = "ChatEndedDelivery"
+HEARTBEAT = "Heartbeat"
+WEBSOCKET_CLOSE = "WebSocketClose"
+CHAT_EXPERIENCE_OPERATIONS = (
+    WEBSOCKET_CONNECT,
+    SUBSCRIBE,
+    MESSAGE_DELIVERY,
+    FIRST_RESPONSE,
+    CHAT_ENDED_DELIVERY,
+    HEARTBEAT,
+    WEBSOCKET_CLOSE,
+)
 
 # ---------------------------------------------------------------- attempts rows (run folder)
 

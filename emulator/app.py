@@ -2,7 +2,8 @@
 
 Routes (one port): Connect `PUT /contact/chat`, `POST /contact/stop`, `GET /contacts/{InstanceId}/{ContactId}`;
 Participant Service `POST /participant/{connection,message,disconnect,transcript}`; admin
-`GET /_emulator/health`, `GET /_emulator/state`, `POST /_emulator/reset`, `GET|PUT /_emulator/config`.
+`GET /_emulator/health`, `GET /_emulator/state`, `POST /_emulator/reset`, `GET|PUT /_emulator/config`;
+the chat websocket (ASGI "websocket" scope, `/connect/<url token>`) is handed to websocket.py.
 
 Every error carries its status, `x-amzn-ErrorType`, `x-amzn-RequestId` and a JSON message body, the
 shape botocore parses into ClientError. Signatures are not verified: the access key and region are
@@ -50,6 +51,7 @@ from chatload.emulator.faults import (
 )
 from chatload.emulator.http_stack import reset_connection
 from chatload.emulator.model import Call, ChatStore
+from chatload.emulator.websocket import Hub
 
 MAX_BODY = 1024 * 1024
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
@@ -179,6 +181,8 @@ def make_app(store: ChatStore) -> ASGIApp:
                 call.attempt = _attempt(value)
             elif name == b"x-amz-bearer":
                 call.bearer = value.decode("latin-1")
+            elif name == b"host":
+                call.host = value.decode("latin-1")
             elif name == b"content-length" and value.isdigit():
                 declared = int(value) if len(value) < 16 else MAX_BODY + 1
         if operation is not None:
@@ -205,6 +209,7 @@ def make_app(store: ChatStore) -> ASGIApp:
         await respond(send, 500, {"Message": "Internal error in the emulator"}, code)
 
     faults = store.faults
+    hub = Hub(store)
 
     async def client_left(scope: dict, receive: Callable, real_s: float) -> bool:
         """Wait up to `real_s` real seconds (without blocking the loop); True as soon as the client hangs
@@ -270,7 +275,11 @@ def make_app(store: ChatStore) -> ASGIApp:
         await respond(send, status, payload, error)
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        if hub.ticker is None:
+            hub.start()
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await hub.serve(scope, receive, send)
             return
         try:
             routed = await route(scope, receive, send)

@@ -41,6 +41,9 @@ from chatload.contracts import (
     STOP_CONTACT,
 )
 
+DEFAULT_GREETING = "Thanks for contacting us."
+JOIN_DISTRIBUTIONS = ("fixed", "exponential")
+
 
 class ConfigError(ValueError):
     """A bad configuration; the message is one line naming source, key and problem."""
@@ -152,6 +155,17 @@ class EmulatorConfig:
         default_factory=lambda: {DEFAULT_INSTANCE_ID: Instance(DEFAULT_INSTANCE_ID)}
     )
     faults: Faults = field(default_factory=Faults)
+    # [flow]: the simulated contact flow's greeting (a SYSTEM message); "" = none
+    flow_greeting: str = DEFAULT_GREETING
+    flow_greeting_delay_s: float = 1.0
+    # [agents]: a simulated agent (off unless agent_join is set): join delay (distribution, mean in
+    # emulated seconds), think time before each reply (None = never replies), and the number of
+    # exchanges after which the agent disconnects and the chat ends (0 = never)
+    agent_join: tuple[str, float] | None = None
+    agent_reply_think_s: float | None = None
+    agent_end_after_exchanges: int = 0
+    # [websocket]
+    max_sockets_per_participant: int = 5
 
     def connect_rate(self, operation: str) -> Rate:
         return self.rates.get(operation) or self.rates.get("default") or DEFAULT_RATES["default"]
@@ -170,7 +184,7 @@ _EMULATOR_NUMBERS = {
     "retention_s": (True, False),
 }  # key -> (zero allowed, must be > 0)
 _EMULATOR_STRINGS = ("throttle_message", "participant_throttle_message", "quota_message")
-_TOP_KEYS = ("emulator", "rates", "participant_rates", "instances", "faults")
+_TOP_KEYS = ("emulator", "rates", "participant_rates", "instances", "faults", "flow", "agents", "websocket")
 
 
 def _fail(source: str, key: str, problem: str) -> ConfigError:
@@ -397,9 +411,62 @@ def merge_config(config: EmulatorConfig, patch: Any, source: str = "config") -> 
         )
     if "instances" in patch:
         changes["instances"] = _instances(config.instances, patch["instances"], source)
+    if "flow" in patch:
+        changes.update(_flow(patch["flow"], source))
+    if "agents" in patch:
+        changes.update(_agents(patch["agents"], source))
+    if "websocket" in patch:
+        for key, value in _table(patch["websocket"], source, "websocket").items():
+            if key != "max_sockets_per_participant":
+                raise _fail(source, f"websocket.{key}", "unknown key (expected max_sockets_per_participant)")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise _fail(source, f"websocket.{key}", f"must be an integer >= 1, got {value!r}")
+            changes[key] = value
     if "faults" in patch:  # a new Faults object (even an equal one) tells the store to re-seed its RNG
         changes["faults"] = _faults(config.faults, patch["faults"], source)
     return replace(config, **changes)
+
+
+def _flow(patch: Any, source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in _table(patch, source, "flow").items():
+        if key == "greeting":
+            if not isinstance(value, str):
+                raise _fail(source, "flow.greeting", 'must be a string ("" = no greeting)')
+            out["flow_greeting"] = value
+        elif key == "greeting_delay":
+            out["flow_greeting_delay_s"] = _duration(value, source, "flow.greeting_delay")
+        else:
+            raise _fail(source, f"flow.{key}", "unknown key (expected greeting, greeting_delay)")
+    return out
+
+
+def _agents(patch: Any, source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in _table(patch, source, "agents").items():
+        if key == "join":
+            if value is None or value is False:
+                out["agent_join"] = None
+                continue
+            spec = _table(value, source, "agents.join")
+            unknown = set(spec) - {"distribution", "mean"}
+            if unknown:
+                raise _fail(source, f"agents.join.{sorted(unknown)[0]}", "unknown key (expected distribution, mean)")
+            distribution = spec.get("distribution", "fixed")
+            if distribution not in JOIN_DISTRIBUTIONS:
+                raise _fail(source, "agents.join.distribution", f"must be one of {', '.join(JOIN_DISTRIBUTIONS)}")
+            out["agent_join"] = (distribution, _duration(spec.get("mean", 0), source, "agents.join.mean"))
+        elif key == "reply_think":
+            out["agent_reply_think_s"] = (
+                None if value is None or value is False else _duration(value, source, "agents.reply_think")
+            )
+        elif key == "end_after_exchanges":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise _fail(source, "agents.end_after_exchanges", f"must be an integer >= 0, got {value!r}")
+            out["agent_end_after_exchanges"] = value
+        else:
+            raise _fail(source, f"agents.{key}", "unknown key (expected join, reply_think, end_after_exchanges)")
+    return out
 
 
 def config_from_dict(data: Any, source: str = "config") -> EmulatorConfig:
@@ -427,6 +494,16 @@ def load_config(path: Path | str | None) -> EmulatorConfig:
     return config_from_dict(data, source)
 
 
+def _agents_to_dict(config: EmulatorConfig) -> dict[str, Any]:
+    """[agents] as a dict; keys that are off (None) are left out (TOML has no null)."""
+    out: dict[str, Any] = {"end_after_exchanges": config.agent_end_after_exchanges}
+    if config.agent_join is not None:
+        out["join"] = {"distribution": config.agent_join[0], "mean": config.agent_join[1]}
+    if config.agent_reply_think_s is not None:
+        out["reply_think"] = config.agent_reply_think_s
+    return out
+
+
 def config_to_dict(config: EmulatorConfig) -> dict[str, Any]:
     """The configuration in the TOML file's shape (JSON-able)."""
     return {
@@ -445,4 +522,7 @@ def config_to_dict(config: EmulatorConfig) -> dict[str, Any]:
             for i in config.instances.values()
         ],
         "faults": _faults_to_dict(config.faults),
+        "flow": {"greeting": config.flow_greeting, "greeting_delay": config.flow_greeting_delay_s},
+        "agents": _agents_to_dict(config),
+        "websocket": {"max_sockets_per_participant": config.max_sockets_per_participant},
     }

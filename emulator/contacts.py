@@ -14,7 +14,8 @@ CUSTOMER_DISCONNECT = "CUSTOMER_DISCONNECT"
 API = "API"
 EXPIRED = "EXPIRED"
 NEVER_CONNECTED = "CUSTOMER_CONNECTION_NOT_ESTABLISHED"
-END_REASONS = (CUSTOMER_DISCONNECT, API, EXPIRED, NEVER_CONNECTED)
+AGENT_DISCONNECT = "AGENT_DISCONNECT"  # the simulated agent ended the chat ([agents] end_after_exchanges)
+END_REASONS = (CUSTOMER_DISCONNECT, API, EXPIRED, NEVER_CONNECTED, AGENT_DISCONNECT)
 _h = os.urandom(10).hex()  # 64 random bits name this process's ids
 _ID_PREFIX = f"{_h[:8]}-{_h[8:12]}-4{_h[12:15]}-{'89ab'[int(_h[15], 16) & 3]}{_h[16:19]}-"
 _id_counter = itertools.count(int(_h[19], 16) << 44)
@@ -48,6 +49,9 @@ class Contact:
     disconnect_client_token: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
     message_ids: dict[str, dict[str, Any]] = field(default_factory=dict)  # SendMessage ClientToken -> reply
+    agent_id: str | None = None  # the simulated agent's ParticipantId once it joined
+    agent_present: bool = False
+    exchanges: int = 0  # agent replies so far
 
     @property
     def active(self) -> bool:
@@ -85,3 +89,4 @@ class Call:
     bearer: str | None = None
     instance_id: str | None = None  # URI members (DescribeContact)
     contact_id: str | None = None
+    host: str | None = None  # the request's Host header (the websocket URL is built from it)

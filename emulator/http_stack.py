@@ -121,6 +121,7 @@ def serve(app: Callable, sock: socket.socket, *, quiet: bool, on_started: Callab
         app,
         loop="uvloop",
         http=FastProtocol,
+        ws="wsproto",  # the chat websocket (websocket.py); wsproto answers a refused upgrade with 403
         lifespan="off",
         interface="asgi3",
         access_log=False,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import heapq
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -44,10 +45,20 @@ from chatload.contracts import (
     THROTTLED_CONCURRENCY,
     THROTTLED_TPS,
 )
-from chatload.emulator import participants
+from chatload.emulator import flow, participants
 from chatload.emulator.clock import ScaledClock
 from chatload.emulator.config import EmulatorConfig
-from chatload.emulator.contacts import API, END_REASONS, EXPIRED, NEVER_CONNECTED, Call, Contact, new_token, new_uuid
+from chatload.emulator.contacts import (
+    AGENT_DISCONNECT,
+    API,
+    END_REASONS,
+    EXPIRED,
+    NEVER_CONNECTED,
+    Call,
+    Contact,
+    new_token,
+    new_uuid,
+)
 from chatload.emulator.errors import COUNTERS, ApiError
 from chatload.emulator.faults import FaultInjector
 from chatload.emulator.throttle import BucketSet
@@ -59,6 +70,17 @@ OPERATIONS = CONNECT_OPERATIONS + PARTICIPANT_OPERATIONS
 PER_SECOND_COUNTS = ("requests", "accepted", THROTTLED_TPS, THROTTLED_CONCURRENCY)
 PER_SECOND_KEPT = 3600
 DEFAULT_CHAT_MINUTES = 1500
+# GET /_emulator/state's "websocket" (websocket.py keeps them; zeros when no socket server runs)
+SOCKET_COUNTERS = (
+    "open",
+    "opened",
+    "closed_by_client",
+    "closed_by_server",
+    "refused",
+    "frames_pushed",
+    "frames_received",
+    "heartbeats",
+)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -83,6 +105,8 @@ class ChatStore:
         # Injected faults (faults.py): drawn and counted here, carried out by the wire layer (app.py).
         # An injected failure never reaches handle(); an added latency holds back handle()'s answer.
         self.faults = FaultInjector(config.faults, self.clock)
+        # Told of every transcript item and chat end (the websocket hub, websocket.py); None = nobody.
+        self.observer: Any = None
         self._ops: dict[str, Callable[[Call, float], dict[str, Any]]] = {
             START_CHAT: self._start_chat_contact,
             STOP_CONTACT: self._stop_contact,
@@ -106,6 +130,9 @@ class ChatStore:
         self.peak: dict[str, int] = {}
         self.expiries: list[tuple[float, str]] = []
         self.purges: list[tuple[float, str]] = []
+        self.agenda: list[tuple[float, int, str, str, Any]] = []  # flow.py's timed actions
+        self.ws_urls: dict[str, tuple[str, float]] = {}  # websocket URL token -> (contact id, expiry)
+        self.ws_url_expiries: deque[tuple[float, str]] = deque()
         self._stale_expiries = 0
         self.buckets = BucketSet.empty()
         self.counters: dict[str, dict[str, int]] = {op: dict.fromkeys(COUNTERS, 0) for op in OPERATIONS}
@@ -114,6 +141,8 @@ class ChatStore:
         # per operation: emulated epoch second -> [requests, accepted, throttled_tps, throttled_concurrency]
         self.per_second: dict[str, dict[int, list[int]]] = {}
         self.faults.restart()
+        if self.observer is not None:
+            self.observer.reset()
 
     def apply_config(self, config: EmulatorConfig) -> None:
         """Switch to a new configuration. Changed rates rebuild their buckets at the current level."""
@@ -166,6 +195,7 @@ class ChatStore:
             "no_answer_held": self.faults.held,
             "elapsed_s": round(self.faults.elapsed(), 6),
             "chats_ended": dict(self.chats_ended),
+            "websocket": self.observer.state() if self.observer is not None else dict.fromkeys(SOCKET_COUNTERS, 0),
             "contacts_retained": len(self.contacts),
             "unknown_requests": self.unknown_requests,
             "buckets": buckets,
@@ -181,7 +211,11 @@ class ChatStore:
     def handle(self, operation: str, call: Call) -> dict[str, Any]:
         """Run one attempt of `operation`; returns the response body or raises ApiError."""
         now = self.clock.now()
-        if (self.expiries and self.expiries[0][0] <= now) or (self.purges and self.purges[0][0] <= now):
+        if (
+            (self.expiries and self.expiries[0][0] <= now)
+            or (self.agenda and self.agenda[0][0] <= now)
+            or (self.purges and self.purges[0][0] <= now)
+        ):
             self.advance(now)
         counters = self.counters[operation]
         counters["requests"] += 1
@@ -216,16 +250,29 @@ class ChatStore:
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def advance(self, now: float) -> None:
-        """End chats whose deadline passed and purge contacts whose retention ran out."""
+        """End chats whose deadline passed, run the flow's due actions (in time order with the
+        deadlines), expire websocket URLs and purge contacts whose retention ran out."""
         expiries = self.expiries
-        while expiries and expiries[0][0] <= now:
-            deadline, contact_id = heapq.heappop(expiries)
-            contact = self.contacts.get(contact_id)
-            if contact is None or contact.ended is not None or contact.deadline != deadline:
-                self._stale_expiries -= 1
-                continue
-            reason = EXPIRED if deadline >= contact.duration_deadline else NEVER_CONNECTED
-            self.end_chat(contact, deadline, reason)
+        agenda = self.agenda
+        while True:
+            if expiries and expiries[0][0] <= now and not (agenda and agenda[0][0] < expiries[0][0]):
+                deadline, contact_id = heapq.heappop(expiries)
+                contact = self.contacts.get(contact_id)
+                if contact is None or contact.ended is not None or contact.deadline != deadline:
+                    self._stale_expiries -= 1
+                    continue
+                reason = EXPIRED if deadline >= contact.duration_deadline else NEVER_CONNECTED
+                self.end_chat(contact, deadline, reason)
+            elif agenda and agenda[0][0] <= now:
+                due, _, contact_id, action, _ = heapq.heappop(agenda)
+                contact = self.contacts.get(contact_id)
+                if contact is not None and contact.ended is None:
+                    flow.run(self, contact, action, due)
+            else:
+                break
+        urls = self.ws_url_expiries
+        while urls and urls[0][0] <= now:
+            self.ws_urls.pop(urls.popleft()[1], None)
         purges = self.purges
         while purges and purges[0][0] <= now:
             _, contact_id = heapq.heappop(purges)
@@ -247,6 +294,26 @@ class ChatStore:
             if self._stale_expiries > 1024 and self._stale_expiries * 2 > len(self.expiries):
                 self._compact_expiries()
         heapq.heappush(self.purges, (at + self.config.retention_s, contact.id))
+        flow.agent_leaves(self, contact)
+        flow.add_item(
+            self,
+            contact,
+            flow.item(
+                contact,
+                contact.ended_epoch,
+                kind="EVENT",
+                content_type=flow.CHAT_ENDED,
+                role="SYSTEM",
+                participant_id=flow.SYSTEM_NAME,
+                name=flow.SYSTEM_NAME,
+            ),
+        )
+        if self.observer is not None:
+            self.observer.ended(contact)
+
+    def agent_ends(self, contact: Contact, at: float) -> None:
+        """The simulated agent disconnected: the chat ends (flow.py)."""
+        self.end_chat(contact, at, AGENT_DISCONNECT)
 
     def _compact_expiries(self) -> None:
         live = [(c.deadline, c.id) for c in self.contacts.values() if c.ended is None]
@@ -359,9 +426,10 @@ class ChatStore:
         initial = body.get("InitialMessage")
         if initial is not None:
             participants.append_message(contact, initial["ContentType"], initial["Content"], epoch)
+        flow.on_start(self, contact, now)
         connection_types = body.get("ConnectionTypes")
         if connection_types:
-            response.update(participants.connect(self, contact, connection_types))
+            response.update(participants.connect(self, contact, connection_types, call.host))
         return response
 
     def _persistent_source(self, body: dict[str, Any], instance_id: str) -> tuple[str | None, str | None]:

@@ -8,15 +8,17 @@ ThrottlingException -> validation, else 400 ValidationException -> the action.
 
 A retried DisconnectParticipant with the ClientToken of the disconnect that ended the chat answers
 200 again instead of 403. SendMessage with a ClientToken already used in this chat returns the first
-answer. The websocket URL is returned for clients that need one but is not served.
+answer. CreateParticipantConnection with WEBSOCKET returns `ws://<Host of the request>/connect/<url token>`;
+the URL token is good for WEBSOCKET_LIFETIME_S emulated seconds (websocket.py serves it).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Protocol
 
 from chatload.contracts import CREATE_CONNECTION, DISCONNECT, GET_TRANSCRIPT, SEND_MESSAGE
-from chatload.emulator import transcript
+from chatload.emulator import flow, transcript
 from chatload.emulator.clock import ScaledClock
 from chatload.emulator.config import EmulatorConfig
 from chatload.emulator.contacts import CUSTOMER_DISCONNECT, Call, Contact, iso8601, new_token, new_uuid
@@ -33,6 +35,9 @@ class ChatStore(Protocol):
     contacts: dict[str, Contact]
     by_participant_token: dict[str, str]
     by_connection_token: dict[str, str]
+    ws_urls: dict[str, tuple[str, float]]
+    ws_url_expiries: deque[tuple[float, str]]
+    observer: Any
 
     def move_deadline(self, contact: Contact, deadline: float) -> None: ...
 
@@ -70,7 +75,7 @@ def _authorize(
     return contact, store.valid_body(operation, call, "ValidationException", "ValidationException")
 
 
-def connect(store: ChatStore, contact: Contact, types: list[str]) -> dict[str, Any]:
+def connect(store: ChatStore, contact: Contact, types: list[str], host: str | None = None) -> dict[str, Any]:
     """Mark the customer connected (stops the unconnected timeout) and return the connection details."""
     if contact.connection_token is None:
         contact.connection_token = new_token()
@@ -82,8 +87,12 @@ def connect(store: ChatStore, contact: Contact, types: list[str]) -> dict[str, A
     epoch = store.clock.epoch()
     out: dict[str, Any] = {}
     if "WEBSOCKET" in types:
+        url_token = new_token()
+        expiry = store.clock.now() + WEBSOCKET_LIFETIME_S
+        store.ws_urls[url_token] = (contact.id, expiry)
+        store.ws_url_expiries.append((expiry, url_token))
         out["Websocket"] = {
-            "Url": f"wss://participant.connect.emulator.invalid/connect/{contact.participant_id}",
+            "Url": f"ws://{host or '127.0.0.1'}/connect/{url_token}",
             "ConnectionExpiry": iso8601(epoch + WEBSOCKET_LIFETIME_S),
         }
     if "CONNECTION_CREDENTIALS" in types:
@@ -104,6 +113,7 @@ def append_message(contact: Contact, content_type: str, content: str, epoch: flo
         "ParticipantId": contact.participant_id,
         "DisplayName": contact.display_name,
         "ParticipantRole": "CUSTOMER",
+        "InitialContactId": contact.initial_contact_id,
         "ContactId": contact.id,
     }
     contact.messages.append(item)
@@ -112,7 +122,7 @@ def append_message(contact: Contact, content_type: str, content: str, epoch: flo
 
 def create_connection(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
     contact, body = _authorize(store, CREATE_CONNECTION, call, now, by_connection=False)
-    return connect(store, contact, body.get("Type") or [])
+    return connect(store, contact, body.get("Type") or [], call.host)
 
 
 def send_message(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
@@ -121,6 +131,9 @@ def send_message(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
     if client_token is not None and client_token in contact.message_ids:
         return contact.message_ids[client_token]
     item = append_message(contact, body["ContentType"], body["Content"], store.clock.epoch())
+    if store.observer is not None:
+        store.observer.item(contact, item)
+    flow.on_customer_message(store, contact, now)
     reply = {"Id": item["Id"], "AbsoluteTime": item["AbsoluteTime"]}
     if client_token is not None:
         contact.message_ids[client_token] = reply
@@ -131,6 +144,7 @@ def disconnect(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
     contact, body = _authorize(store, DISCONNECT, call, now, by_connection=True)
     if contact.ended is None:
         contact.disconnect_client_token = body.get("ClientToken")
+        flow.event(store, contact, flow.LEFT, "CUSTOMER", contact.participant_id, contact.display_name)
         store.end_chat(contact, now, CUSTOMER_DISCONNECT)
     return {}
 

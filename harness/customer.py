@@ -2,14 +2,21 @@
 
     StartChatContact (PersistentChat from this customer's previous ended contact, if asked)
       └ ok → [connect] wait connect_delay → CreateParticipantConnection(CONNECTION_CREDENTIALS)
-               → messages × (wait message_interval → SendMessage)
+                 [websocket] ask for WEBSOCKET too → open the socket, subscribe, heartbeat, read every frame
+             → messages × (wait message_interval → SendMessage [websocket: expect its echo])
              → hold (drawn from the hold distribution)
              → end: DisconnectParticipant (end_by "disconnect" and connected) or StopContact
+               [websocket: expect chat.ended, then close the socket]
 
 Every call is timed, classified, recorded and reported. Waits end early when the run is ending
 (the `ending` event), so customers disconnect promptly at the end. A failed StartChatContact ends
 the chat there. An end call that fails is tried again twice after a short pause; a chat still not
 ended stays in the registry for the clean-up at stop.
+
+The websocket's I/O is injected like the Api: `open_socket(url, record=..., chat_started=...)`
+(harness/websocket.py's `open_chat_socket`, bound by the runtime to its spawner, clock and wait)
+returns an open, subscribed socket or None, and writes its rows through `record`; this module never
+touches the network. The socket is closed when the chat's life here ends, however it ends.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chatload.contracts import CREATE_CONNECTION, DISCONNECT, OK, SEND_MESSAGE, START_CHAT, STOP_CONTACT
@@ -41,6 +49,21 @@ class Arrival:
 
     t_intended: float
     stage: str
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """A websocket measurement, reported to Locust like a Call (same fields; the client is not imported here)."""
+
+    operation: str
+    outcome: str
+    http_status: int
+    error_code: str
+    attempts: int
+    first_outcome: str
+    t_start: float
+    latency_ms: float
+    response: dict | None = None
 
 
 def message_content(content_type: str, n: int) -> str:
@@ -67,6 +90,7 @@ class Customer:
         sleep: Callable[[float], Any],
         name: str,
         report: Callable[[Call], Any] | None = None,
+        open_socket: Callable[..., Any] | None = None,
     ) -> None:
         self.api = api
         self.recorder = recorder
@@ -79,6 +103,7 @@ class Customer:
         self.sleep = sleep
         self.name = name
         self.report = report
+        self.open_socket = open_socket
         self.started_chats = 0
         self.last_ended_contact: str | None = None  # FROM_SEGMENT continues from exactly this contact
         self.session_first_contact: str | None = None  # ENTIRE_PAST_SESSION names the session's first
@@ -116,6 +141,21 @@ class Customer:
         if self.report is not None:
             self.report(call)
         return call
+
+    def socket_row(
+        self, stage: str, chat: str, contact_id: str, operation: str, outcome: str, *, t_start: float,
+        latency_ms: float, http_status: int = 0, error_code: str = "",
+    ) -> None:  # fmt: skip
+        """Record (and report) one of the websocket's measurements, as a call's row."""
+        self.recorder.record(
+            new_row(
+                operation, outcome, t_start=t_start, latency_ms=latency_ms, http_status=http_status,
+                error_code=error_code, stage=stage, chat=chat, contact_id=contact_id,
+            )
+        )  # fmt: skip
+        if self.report is not None:
+            latency = latency_ms if latency_ms == latency_ms else 0.0
+            self.report(Measured(operation, outcome, http_status, error_code, 1, outcome, t_start, latency))  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ one chat
 
@@ -156,6 +196,8 @@ class Customer:
         live = self.chats.started(chat, contact_id, stage)
         participant_token = start.response["ParticipantToken"]
         ending = self.ending
+        socket = None
+        websocket = life.websocket and self.open_socket is not None
         if life.connect and not (life.connect_delay_s > 0 and ending.wait(life.connect_delay_s)):
             connection = self.call(
                 CREATE_CONNECTION,
@@ -163,25 +205,45 @@ class Customer:
                 chat,
                 contact_id,
                 ParticipantToken=participant_token,
-                Type=["CONNECTION_CREDENTIALS"],
+                Type=["WEBSOCKET", "CONNECTION_CREDENTIALS"] if websocket else ["CONNECTION_CREDENTIALS"],
                 ConnectParticipant=True,
             )
             if connection.outcome == OK:
                 live.connection_token = connection.response["ConnectionCredentials"]["ConnectionToken"]
+                if websocket:
+                    assert self.open_socket is not None
+                    socket = self.open_socket(
+                        (connection.response.get("Websocket") or {}).get("Url", ""),
+                        record=partial(self.socket_row, stage, chat, contact_id),
+                        chat_started=start.t_start,
+                    )
         del participant_token
+        try:
+            self.talk_and_end(live, socket)
+        finally:
+            if socket is not None:
+                socket.close(settle=not ending.is_set())
+
+    def talk_and_end(self, live: Any, socket: Any) -> None:
+        """Messages, hold and the end of a started chat (`socket`: its open websocket, or None)."""
+        life, ending = self.life, self.ending
+        stage, chat, contact_id = live.stage, live.chat, live.contact_id
         if live.connection_token:
             for n in range(1, life.messages + 1):
                 if ending.wait(life.message_interval_s):
                     break
-                self.call(
+                content = message_content(life.message_content_type, n)
+                sent = self.call(
                     SEND_MESSAGE,
                     stage,
                     chat,
                     contact_id,
                     ConnectionToken=live.connection_token,
                     ContentType=life.message_content_type,
-                    Content=message_content(life.message_content_type, n),
+                    Content=content,
                 )
+                if socket is not None and sent.outcome == OK:
+                    socket.expect_echo((sent.response or {}).get("Id"), content, sent.t_start)
         hold_s = life.hold.sample(self.rng)
         if hold_s > 0 and not ending.is_set():
             ending.wait(hold_s)
@@ -189,10 +251,11 @@ class Customer:
             # The run is over: every customer cut short at once would end its chat in the same
             # instant and earn a storm of throttles; the clean-up ends them all, paced (harness/chats.py).
             return
-        self.end_chat(live)
+        self.end_chat(live, socket)
 
-    def end_chat(self, live: Any) -> bool:
-        """End a live chat by end_by (StopContact when not connected); True once it has ended."""
+    def end_chat(self, live: Any, socket: Any = None) -> bool:
+        """End a live chat by end_by (StopContact when not connected); True once it has ended. With
+        `socket`, the ending call that ended it starts a ChatEndedDelivery measurement."""
         use_disconnect = self.life.end_by == "disconnect" and live.connection_token
         for attempt in range(END_TRIES):
             if attempt:
@@ -209,6 +272,8 @@ class Customer:
                 )  # fmt: skip
             result = end_result(call.operation, call.http_status, call.error_code)
             if result in (ENDED, ALREADY_ENDED):
+                if socket is not None and result == ENDED:
+                    socket.expect_chat_ended(call.t_start)
                 self.chats.ended(live.contact_id)
                 self.last_ended_contact = live.contact_id
                 if self.session_first_contact is None:

@@ -18,6 +18,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +39,7 @@ from chatload.harness.runtime import options as run_options
 from chatload.harness.runtime.runfolder import MASTER_LOST_PREFIX, write_json
 from chatload.harness.safety import ChatBudget, KillSwitch, effective_caps
 from chatload.harness.scenario.model import pool_size, scenario_to_dict
+from chatload.harness.websocket import open_chat_socket
 
 log = logging.getLogger("chatload")
 
@@ -189,6 +191,9 @@ class LoadProcess:
             instance_id=scenario.target.instance_id, contact_flow_id=scenario.target.contact_flow_id,
             rng=random.Random(f"{load.run_id}/{load.worker}/{index}"), ending=self.ending, sleep=gevent.sleep,
             name=f"{load.worker}-{name}", report=report,
+            open_socket=partial(
+                open_chat_socket, wait_s=scenario.chat.websocket_wait_s, clock=time.time, spawn=gevent.spawn,
+            ) if scenario.chat.websocket else None,
         )  # fmt: skip
 
     def new_customer(self) -> Customer | None:

@@ -303,6 +303,8 @@ def _chat(chat: Table) -> ChatLife:
             "end_by",
             "persistent",
             "chat_duration_minutes",
+            "websocket",
+            "websocket_wait",
         )
     )
     connect = chat.boolean("connect", True)
@@ -323,7 +325,11 @@ def _chat(chat: Table) -> ChatLife:
         chat.fail("end_by", '"disconnect" needs connect = true (it uses the connection token); use "stop_contact"')
     persistent = chat.string("persistent", None, choices=PERSISTENT)
     minutes = chat.integer("chat_duration_minutes", None, minimum=60, maximum=10080)
-    assert delay is not None and messages is not None and interval is not None
+    websocket = chat.boolean("websocket", False)
+    if websocket and not connect:
+        chat.fail("websocket", "needs connect = true (CreateParticipantConnection hands out the socket's URL)")
+    websocket_wait = chat.duration("websocket_wait", 10.0, above=0.0, below=CONNECT_DEADLINE_S)
+    assert delay is not None and messages is not None and interval is not None and websocket_wait is not None
     return ChatLife(
         connect=connect,
         connect_delay_s=delay,
@@ -334,6 +340,8 @@ def _chat(chat: Table) -> ChatLife:
         end_by=end_by,  # type: ignore[arg-type]
         persistent=persistent,  # type: ignore[arg-type]
         chat_duration_minutes=minutes,
+        websocket=websocket,
+        websocket_wait_s=websocket_wait,
     )
 
 
@@ -392,7 +400,16 @@ def _target(target: Table) -> Target:
 
 def _thresholds(table: Table) -> Thresholds:
     table.check_keys(
-        ("max_p95_ms", "max_p99_ms", "min_success_share", "max_dropped_share", "max_outcome_share", "regression")
+        (
+            "max_p95_ms",
+            "max_p99_ms",
+            "min_success_share",
+            "max_dropped_share",
+            "max_outcome_share",
+            "max_message_delivery_p95_ms",
+            "max_first_response_p95_s",
+            "regression",
+        )
     )
     regression = table.table("regression")
     regression.check_keys(REGRESSION_KEYS)
@@ -412,6 +429,8 @@ def _thresholds(table: Table) -> Thresholds:
         min_success_share=table.number("min_success_share", None, minimum=0, maximum=1),
         max_dropped_share=table.number("max_dropped_share", 0.01, minimum=0, maximum=1) or 0.0,
         max_outcome_share=outcome_limits,
+        max_message_delivery_p95_ms=table.number("max_message_delivery_p95_ms", None, above=0),
+        max_first_response_p95_s=table.number("max_first_response_p95_s", None, above=0),
         regression={k: v for k, v in regression_limits.items() if v is not None},
     )
 

@@ -111,6 +111,10 @@ class ChatLife:
     end_by: Literal["disconnect", "stop_contact"] = "disconnect"
     persistent: Literal["ENTIRE_PAST_SESSION", "FROM_SEGMENT"] | None = None
     chat_duration_minutes: int | None = None
+    # The Participant Service websocket (harness/websocket.py): connect, subscribe, heartbeat, read
+    # every frame; websocket_wait_s is how long a frame may take before its row is a timeout.
+    websocket: bool = False
+    websocket_wait_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,9 @@ class Thresholds:
     max_dropped_share: float = 0.01
     max_outcome_share: dict[str, float] = field(default_factory=dict)
     regression: dict[str, float] = field(default_factory=dict)  # [thresholds.regression]: against a baseline run
+    # chat experience (the customer's websocket rows): ok MessageDelivery p95, ok FirstResponse p95
+    max_message_delivery_p95_ms: float | None = None
+    max_first_response_p95_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -336,6 +343,8 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
             "min_success_share": s.thresholds.min_success_share,
             "max_dropped_share": s.thresholds.max_dropped_share,
             "max_outcome_share": dict(s.thresholds.max_outcome_share),
+            "max_message_delivery_p95_ms": s.thresholds.max_message_delivery_p95_ms,
+            "max_first_response_p95_s": s.thresholds.max_first_response_p95_s,
             "regression": dict(s.thresholds.regression),
         },
         "safety": {

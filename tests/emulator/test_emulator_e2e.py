@@ -98,7 +98,7 @@ def test_a_whole_chat_with_boto3(fresh):
         ParticipantToken=chat["ParticipantToken"], Type=["WEBSOCKET", "CONNECTION_CREDENTIALS"]
     )
     token = joined["ConnectionCredentials"]["ConnectionToken"]
-    assert joined["Websocket"]["Url"].startswith("wss://")
+    assert joined["Websocket"]["Url"].startswith("ws://127.0.0.1:")
     sent = participant.send_message(ConnectionToken=token, ContentType="text/plain", Content="how are you")
     assert sent["Id"] and sent["AbsoluteTime"].endswith("Z")
     transcript = participant.get_transcript(ConnectionToken=token, SortOrder="ASCENDING")

@@ -1,0 +1,370 @@
+"""The chat websocket, the simulated flow and agent: a real websocket client and boto3 against the emulator."""
+
+import json
+import time
+
+import boto3
+import botocore
+import pytest
+import websocket
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chatload.contracts import DEFAULT_CONTACT_FLOW_ID as FLOW
+from chatload.contracts import DEFAULT_INSTANCE_ID as INSTANCE
+from chatload.emulator.clock import FakeClock
+from chatload.emulator.config import ConfigError, EmulatorConfig, merge_config
+from chatload.emulator.model import Call, ChatStore
+from chatload.emulator.validation import Validators
+from chatload.emulator_control import running_emulator
+
+pytestmark = pytest.mark.e2e
+ROOMY = {
+    "rates": {"default": {"rate": 1000, "burst": 1000}, "StartChatContact": {"rate": 1000, "burst": 1000}},
+    "participant_rates": {"default": {"rate": 1000, "burst": 1000}},
+}
+QUIET = {"emulator": {"time_scale": 1.0}, "flow": {"greeting": ""}, "agents": {"join": False, "reply_think": False}}
+EV = "application/vnd.amazonaws.connect.event."
+PINNED = Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+
+def connect_client(url):
+    return boto3.client(
+        "connect",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDCHATLOAD",
+        aws_secret_access_key="chatload",
+        config=PINNED,
+    )
+
+
+def participant_client(url):
+    unsigned = Config(signature_version=botocore.UNSIGNED, retries={"mode": "standard", "total_max_attempts": 1})
+    return boto3.client("connectparticipant", endpoint_url=url, region_name="us-east-1", config=unsigned)
+
+
+def start(client, **extra):
+    return client.start_chat_contact(
+        InstanceId=INSTANCE, ContactFlowId=FLOW, ParticipantDetails={"DisplayName": "Ann"}, **extra
+    )
+
+
+def error_of(call, *args, **kwargs):
+    with pytest.raises(ClientError) as caught:
+        call(*args, **kwargs)
+    return caught.value.response
+
+
+def wait_for(predicate, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def transcript_has(p, token, n):
+    return wait_for(lambda: len(p.get_transcript(ConnectionToken=token, MaxResults=100)["Transcript"]) >= n)
+
+
+@pytest.fixture(scope="module")
+def emu():
+    with running_emulator(ROOMY) as handle:
+        yield handle
+
+
+@pytest.fixture
+def fresh(emu):
+    emu.put_config(QUIET)
+    emu.reset()
+    return emu
+
+
+def join(emu, chat):
+    p = participant_client(emu.url)
+    out = p.create_participant_connection(
+        ParticipantToken=chat["ParticipantToken"], Type=["WEBSOCKET", "CONNECTION_CREDENTIALS"]
+    )
+    return p, out["ConnectionCredentials"]["ConnectionToken"], out["Websocket"]["Url"]
+
+
+def reconnect_url(emu, chat):
+    return join(emu, chat)[2]
+
+
+def open_socket(url, subscribe=True):
+    ws = websocket.create_connection(url, timeout=5)
+    if subscribe:
+        ws.send('{"topic":"aws/subscribe","content":{"topics":["aws/chat"]}}')
+        assert ws.recv() == '{"topic":"aws/subscribe","content":{"status":"success","topics":["aws/chat"]}}'
+    return ws
+
+
+def items_until(ws, last_type):
+    """Items pushed on aws/chat up to and including the first of ContentType `last_type`."""
+    out = []
+    while True:
+        frame = json.loads(ws.recv())
+        assert frame["topic"] == "aws/chat" and frame["contentType"] == "application/json"
+        out.append(json.loads(frame["content"]))
+        if out[-1]["ContentType"] == last_type:
+            return out
+
+
+def refused(url):
+    with pytest.raises(websocket.WebSocketBadStatusException) as caught:
+        websocket.create_connection(url, timeout=5)
+    return caught.value.status_code
+
+
+def test_url_shape_and_protocol_answers_byte_for_byte(fresh):
+    _, _, url = join(fresh, start(connect_client(fresh.url)))
+    assert url.startswith(f"ws://127.0.0.1:{fresh.port}/connect/")
+    ws = open_socket(url, subscribe=False)
+    ws.send('{"topic":"aws/subscribe","content":{"topics":["aws/chat"]}}')
+    assert ws.recv() == '{"topic":"aws/subscribe","content":{"status":"success","topics":["aws/chat"]}}'
+    ws.send('{"topic":"aws/heartbeat"}')
+    assert ws.recv() == '{"topic":"aws/heartbeat"}'
+    ws.send('{"topic":"aws/ping"}')
+    assert json.loads(ws.recv()) == {"topic": "aws/ping", "statusCode": 200, "statusContent": "OK"}
+    ws.send("nonsense")
+    error = json.loads(ws.recv())
+    assert "topic" not in error and error["message"] and {"connectionId", "requestId"} <= set(error)
+    ws.close()
+
+
+def test_push_order_on_two_sockets_equals_the_transcript(fresh):
+    fresh.put_config({"agents": {"join": {"distribution": "fixed", "mean": "0.3s"}, "reply_think": "0.05s"}})
+    connect = connect_client(fresh.url)
+    chat = start(connect)
+    p, token, url = join(fresh, chat)
+    first = open_socket(url)
+    second = open_socket(reconnect_url(fresh, chat))  # make-before-break: both open
+    assert items_until(first, EV + "participant.joined")[0]["ParticipantRole"] == "AGENT"
+    items_until(second, EV + "participant.joined")
+    for n, text in ((3, "one"), (5, "two")):
+        p.send_message(ConnectionToken=token, ContentType="text/plain", Content=text)
+        assert transcript_has(p, token, n)
+    transcript = p.get_transcript(ConnectionToken=token, ScanDirection="FORWARD", MaxResults=100)["Transcript"]
+    p.disconnect_participant(ConnectionToken=token)
+    seen = [[items_until(ws, EV + "chat.ended")] for ws in (first, second)]
+    for (pushed,) in seen:
+        assert [i["Id"] for i in pushed[:4]] == [i["Id"] for i in transcript[1:]]
+        assert [(i["ParticipantRole"], i.get("Content", i["ContentType"].removeprefix(EV))) for i in pushed] == [
+            ("CUSTOMER", "one"),
+            ("AGENT", "Agent reply 1"),
+            ("CUSTOMER", "two"),
+            ("AGENT", "Agent reply 2"),
+            ("CUSTOMER", "participant.left"),
+            ("AGENT", "participant.left"),
+            ("SYSTEM", "chat.ended"),
+        ]
+        assert pushed[0]["ContactId"] == chat["ContactId"] and pushed[0]["InitialContactId"] == chat["ContactId"]
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        first.recv()
+        first.recv()
+    assert wait_for(lambda: fresh.state()["websocket"]["open"] == 0)
+    sockets = fresh.state()["websocket"]
+    assert sockets["opened"] == 2 and sockets["closed_by_server"] == 2 and sockets["frames_pushed"] == 2 * 8
+
+
+@pytest.mark.parametrize("way", ["disconnect", "stop", "duration"])
+def test_chat_ended_is_pushed_on_each_way_a_chat_ends(fresh, way):
+    connect = connect_client(fresh.url)
+    chat = start(connect, ChatDurationInMinutes=60)
+    p, token, url = join(fresh, chat)
+    ws = open_socket(url)
+    if way == "disconnect":
+        p.disconnect_participant(ConnectionToken=token)
+    elif way == "stop":
+        connect.stop_contact(InstanceId=INSTANCE, ContactId=chat["ContactId"])
+    else:
+        fresh.put_config({"emulator": {"time_scale": 36000}})  # 60 emulated minutes in 0.1 s, no request
+    pushed = items_until(ws, EV + "chat.ended")
+    assert pushed[-1]["Type"] == "EVENT" and pushed[-1]["ParticipantRole"] == "SYSTEM"
+    reason = {"disconnect": "CUSTOMER_DISCONNECT", "stop": "API", "duration": "EXPIRED"}[way]
+    fresh.put_config({"emulator": {"time_scale": 1.0}})
+    assert fresh.state()["chats_ended"][reason] == 1
+    assert refused(url) == 403  # an ended chat's URL is refused
+
+
+def test_unconnected_timeout_ends_with_chat_ended_in_the_transcript(validators):
+    config = merge_config(EmulatorConfig(), {"emulator": {"unconnected_timeout_s": 5}, "flow": {"greeting": ""}})
+    store = ChatStore(config, clock=FakeClock(), validators=validators)
+    chat = store.handle(
+        "StartChatContact",
+        Call(
+            body={
+                "InstanceId": INSTANCE,
+                "ContactFlowId": next(iter(config.instances.values())).contact_flows[0],
+                "ParticipantDetails": {"DisplayName": "Ann"},
+            },
+            access_key="AKID",
+        ),
+    )
+    seen = []
+    store.observer = type(
+        "O",
+        (),
+        {
+            "item": lambda s, c, i: seen.append(i),
+            "ended": lambda s, c: None,
+            "reset": lambda s: None,
+            "state": lambda s: {},
+        },
+    )()
+    store.clock.advance(6)
+    store.advance(store.clock.now())
+    contact = store.contacts[chat["ContactId"]]
+    assert contact.disconnect_reason == "CUSTOMER_CONNECTION_NOT_ESTABLISHED"
+    assert [i["ContentType"] for i in seen] == [EV + "chat.ended"] and contact.messages[-1] is seen[0]
+
+
+@pytest.fixture(scope="module")
+def validators():
+    return Validators.from_botocore()
+
+
+def test_url_expiry_and_socket_limit_and_counters(fresh):
+    connect = connect_client(fresh.url)
+    chat = start(connect)
+    urls = [reconnect_url(fresh, chat) for _ in range(7)]
+    sockets = [open_socket(u, subscribe=False) for u in urls[:5]]
+    assert refused(urls[5]) == 403  # a sixth socket of the participant (limit 5)
+    sockets.pop().close()
+    sockets.append(open_socket(urls[5], subscribe=False))
+    fresh.put_config({"emulator": {"time_scale": 1000}})  # 100 emulated seconds pass in 0.1 s
+    time.sleep(0.3)
+    sockets.pop().close()
+    assert refused(urls[6]) == 403  # late
+    fresh.put_config({"emulator": {"time_scale": 1.0}})
+    sockets[0].send('{"topic":"aws/heartbeat"}')
+    assert sockets[0].recv() == '{"topic":"aws/heartbeat"}'  # open sockets do not expire
+    for ws in sockets:
+        ws.close()
+    assert wait_for(lambda: fresh.state()["websocket"]["open"] == 0)
+    state = fresh.state()["websocket"]
+    assert state == {
+        "open": 0,
+        "opened": 6,
+        "closed_by_client": 6,
+        "closed_by_server": 0,
+        "refused": 2,
+        "frames_pushed": 0,
+        "frames_received": 1,
+        "heartbeats": 1,
+    }
+    assert refused(f"ws://127.0.0.1:{fresh.port}/connect/nope") == 403
+
+
+def test_flow_greeting_and_agent_on_the_emulated_clock(fresh):
+    fresh.put_config(
+        {
+            "emulator": {"time_scale": 100},
+            "flow": {"greeting": "Thanks for contacting us.", "greeting_delay": "10s"},
+            "agents": {
+                "join": {"distribution": "fixed", "mean": "20s"},  # after the greeting, whatever the draw
+                "reply_think": "5s",
+                "end_after_exchanges": 2,
+            },
+        }
+    )
+    chat = start(connect_client(fresh.url))
+    began = time.monotonic()
+    p, token, url = join(fresh, chat)
+    ws = open_socket(url)
+    greeting = items_until(ws, "text/plain")[-1]
+    assert (greeting["ParticipantRole"], greeting["Content"]) == ("SYSTEM", "Thanks for contacting us.")
+    assert 0.05 < time.monotonic() - began < 1.0  # 10 emulated s at time_scale 100
+    assert items_until(ws, EV + "participant.joined")[-1]["ParticipantRole"] == "AGENT"
+    pushed = []
+    for text in ("hi", "still there?"):
+        p.send_message(ConnectionToken=token, ContentType="text/plain", Content=text)
+        pushed += items_until(ws, "text/plain")  # own echo
+        pushed += items_until(ws, "text/plain")  # the agent's reply after 5 emulated s
+    assert [(i["ParticipantRole"], i["Content"]) for i in pushed] == [
+        ("CUSTOMER", "hi"),
+        ("AGENT", "Agent reply 1"),
+        ("CUSTOMER", "still there?"),
+        ("AGENT", "Agent reply 2"),
+    ]
+    rest = items_until(ws, EV + "chat.ended")
+    assert [(i["ParticipantRole"], i["ContentType"]) for i in rest] == [
+        ("AGENT", EV + "participant.left"),
+        ("SYSTEM", EV + "chat.ended"),
+    ]
+    assert fresh.state()["chats_ended"]["AGENT_DISCONNECT"] == 1
+    assert (
+        error_of(p.send_message, ConnectionToken=token, ContentType="text/plain", Content="x")["Error"]["Code"]
+        == "AccessDeniedException"
+    )
+
+
+def test_config_keys_and_errors():
+    config = merge_config(
+        EmulatorConfig(),
+        {
+            "flow": {"greeting": "Hi", "greeting_delay": "2s"},
+            "agents": {
+                "join": {"distribution": "exponential", "mean": "5s"},
+                "reply_think": "2s",
+                "end_after_exchanges": 3,
+            },
+            "websocket": {"max_sockets_per_participant": 2},
+        },
+    )
+    assert (config.flow_greeting, config.flow_greeting_delay_s) == ("Hi", 2.0)
+    assert (config.agent_join, config.agent_reply_think_s, config.agent_end_after_exchanges) == (
+        ("exponential", 5.0),
+        2.0,
+        3,
+    )
+    assert config.max_sockets_per_participant == 2
+    defaults = EmulatorConfig()
+    assert defaults.flow_greeting == "Thanks for contacting us." and defaults.agent_join is None
+    for bad, key in [
+        ({"flow": {"tone": 1}}, "flow.tone"),
+        ({"agents": {"join": {"distribution": "poisson"}}}, "agents.join.distribution"),
+        ({"agents": {"end_after_exchanges": -1}}, "agents.end_after_exchanges"),
+        ({"websocket": {"max_sockets_per_participant": 0}}, "websocket.max_sockets_per_participant"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            merge_config(EmulatorConfig(), bad, "t")
+
+
+@pytest.fixture(scope="module")
+def fuzz_pair():
+    with running_emulator({**ROOMY, "flow": {"greeting": ""}}) as handle:
+        connect = connect_client(handle.url)
+        victim = open_socket(join(handle, start(connect))[2])
+        target = open_socket(join(handle, start(connect))[2])
+        yield handle, victim, target
+
+
+frames = st.one_of(
+    st.text(max_size=200),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda kids: (
+            st.lists(kids, max_size=4)
+            | st.dictionaries(st.sampled_from(["topic", "content", "topics", "x"]), kids, max_size=4)
+        ),
+        max_leaves=10,
+    ).map(json.dumps),
+    st.sampled_from(['{"topic":"aws/subscribe","content":{"topics":"aws/chat"}}', '{"topic":null}', "[]", "{"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frame=frames)
+def test_fuzz_frames_never_crash_or_touch_another_chat(fuzz_pair, frame):
+    handle, victim, target = fuzz_pair
+    target.send(frame)
+    assert target.recv()  # every frame gets an answer
+    victim.send('{"topic":"aws/ping"}')
+    assert victim.recv() == '{"topic":"aws/ping","statusCode":200,"statusContent":"OK"}'
+    assert handle.health()["status"] == "ok"
