@@ -29,6 +29,7 @@ from chatload.contracts import (
     START_CHAT,
     STOP_CONTACT,
 )
+from chatload.harness.customer import Call
 from chatload.harness.outcome import classify, classify_error
 
 # Operations a customer makes, and the client (connect or participant) that serves each.
@@ -121,21 +122,6 @@ def make_clients(settings: ClientSettings) -> tuple[Any, Any]:
         **({"endpoint_url": participant_url} if participant_url else {}),
     )
     return connect, participant
-
-
-@dataclass(slots=True)
-class Call:
-    """One API call as the customer saw it: classified, timed, its attempts counted."""
-
-    operation: str
-    outcome: str
-    http_status: int
-    error_code: str
-    attempts: int
-    first_outcome: str
-    t_start: float
-    latency_ms: float
-    response: dict | None
 
 
 class Api:

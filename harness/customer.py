@@ -36,7 +36,7 @@ from chatload.harness.recorder import Recorder, new_row
 from chatload.harness.safety import ALREADY_ENDED, ENDED, RETRY
 
 if TYPE_CHECKING:
-    from chatload.harness.client import Api, Call
+    from chatload.harness.client import Api
 
 END_TRIES = 3
 END_PAUSE_S = 0.5
@@ -51,9 +51,10 @@ class Arrival:
     stage: str
 
 
-@dataclass(frozen=True, slots=True)
-class Measured:
-    """A websocket measurement, reported to Locust like a Call (same fields; the client is not imported here)."""
+@dataclass(slots=True)
+class Call:
+    """One API call (or websocket measurement) as the customer saw it: classified, timed, its attempts
+    counted. Made by the client (harness/client.py) and by the chat socket's rows."""
 
     operation: str
     outcome: str
@@ -155,7 +156,7 @@ class Customer:
         )  # fmt: skip
         if self.report is not None:
             latency = latency_ms if latency_ms == latency_ms else 0.0
-            self.report(Measured(operation, outcome, http_status, error_code, 1, outcome, t_start, latency))  # type: ignore[arg-type]
+            self.report(Call(operation, outcome, http_status, error_code, 1, outcome, t_start, latency))
 
     # ------------------------------------------------------------------ one chat
 
