@@ -53,7 +53,7 @@ run: setup
 	$(VENV)/bin/chatload run $(SCENARIO)
 
 test: setup lint layering
-	$(PY) -m pytest -q -n 3 --dist load
+	$(PY) -m pytest -q -n 2 --dist load
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -153,7 +153,7 @@ def check_the_charts(page) -> None:
     assert table["y"] > charts.bounding_box()["y"] + charts.bounding_box()["height"] - 1
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 def test_run_from_the_web_ui_draws_the_throttling_charts(tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -190,7 +190,8 @@ def test_run_from_the_web_ui_draws_the_throttling_charts(tmp_path):
                     accepted = total(page, ACCEPTED)
 
                     page.get_by_role("button", name="Stop").click()
-                    page.get_by_text("STOPPED").first.wait_for(timeout=20_000)
+                    # stopping ends the chats and writes Locust's outputs first: slow on a busy machine
+                    page.get_by_text("STOPPED").first.wait_for(timeout=60_000)
                     assert errors == []
                 finally:
                     browser.close()
