@@ -75,20 +75,27 @@ def add_item(store: Any, contact: Contact, entry: dict[str, Any]) -> dict[str, A
     return entry
 
 
-def event(store: Any, contact: Contact, content_type: str, role: str, participant_id: str, name: str) -> None:
-    add_item(
-        store,
-        contact,
-        item(
-            contact,
-            store.clock.epoch(),
-            kind="EVENT",
-            content_type=content_type,
-            role=role,
-            participant_id=participant_id,
-            name=name,
-        ),
-    )
+def event(
+    store: Any,
+    contact: Contact,
+    content_type: str,
+    role: str,
+    participant_id: str,
+    name: str,
+    epoch: float | None = None,
+) -> None:
+    """An EVENT Item of the chat (at `epoch`, default now), pushed to its sockets."""
+    at = store.clock.epoch() if epoch is None else epoch
+    add_item(store, contact, item(contact, at, kind="EVENT", content_type=content_type, role=role,
+                                  participant_id=participant_id, name=name))  # fmt: skip
+
+
+def message(
+    store: Any, contact: Contact, role: str, participant_id: str, name: str, content: str, epoch: float
+) -> None:
+    """A plain-text MESSAGE Item of the chat at `epoch`, pushed to its sockets."""
+    add_item(store, contact, item(contact, epoch, kind="MESSAGE", content_type="text/plain", role=role,
+                                  participant_id=participant_id, name=name, content=content))  # fmt: skip
 
 
 def schedule(store: Any, contact: Contact, due: float, action: str, argument: Any = None) -> None:
@@ -116,52 +123,14 @@ def run(store: Any, contact: Contact, action: str, at: float) -> None:
     """Carry out one due action of a live chat."""
     epoch = store.clock.epoch() - (store.clock.now() - at)
     if action == GREETING:
-        add_item(
-            store,
-            contact,
-            item(
-                contact,
-                epoch,
-                kind="MESSAGE",
-                content_type="text/plain",
-                role="SYSTEM",
-                participant_id=SYSTEM_NAME,
-                name=SYSTEM_NAME,
-                content=store.config.flow_greeting,
-            ),
-        )
+        message(store, contact, "SYSTEM", SYSTEM_NAME, SYSTEM_NAME, store.config.flow_greeting, epoch)
     elif action == AGENT_JOIN:
         contact.agent_id = new_uuid()
         contact.agent_present = True
-        add_item(
-            store,
-            contact,
-            item(
-                contact,
-                epoch,
-                kind="EVENT",
-                content_type=JOINED,
-                role="AGENT",
-                participant_id=contact.agent_id,
-                name=AGENT_NAME,
-            ),
-        )
+        event(store, contact, JOINED, "AGENT", contact.agent_id, AGENT_NAME, epoch)
     elif action == AGENT_REPLY and contact.agent_present:
         contact.exchanges += 1
-        add_item(
-            store,
-            contact,
-            item(
-                contact,
-                epoch,
-                kind="MESSAGE",
-                content_type="text/plain",
-                role="AGENT",
-                participant_id=contact.agent_id or "",
-                name=AGENT_NAME,
-                content=f"Agent reply {contact.exchanges}",
-            ),
-        )
+        message(store, contact, "AGENT", contact.agent_id or "", AGENT_NAME, f"Agent reply {contact.exchanges}", epoch)
         limit = store.config.agent_end_after_exchanges
         if limit and contact.exchanges >= limit:
             store.agent_ends(contact, at)

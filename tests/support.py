@@ -181,3 +181,46 @@ def attempts(run: Path, *, parquet_only: bool = False) -> pd.DataFrame:
     assert files, list(folder.iterdir())
     frames = [pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p) for _, p in sorted(files.items())]
     return pd.concat(frames, ignore_index=True)
+
+
+# --- boto3 clients for the emulator ---------------------------------------------------------------------
+
+
+def connect_client(
+    url: str, *, max_attempts: int = 1, retry_mode: str = "standard", access_key: str = "AKIDCHATLOAD",
+    region: str = "us-east-1", **config,
+):  # fmt: skip
+    """A boto3 `connect` client for the emulator at `url` (retries pinned: one attempt sees every answer raw)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "connect", endpoint_url=url, region_name=region, aws_access_key_id=access_key,
+        aws_secret_access_key="chatload",
+        config=Config(retries={"mode": retry_mode, "total_max_attempts": max_attempts}, **config),
+    )  # fmt: skip
+
+
+def participant_client(
+    url: str, *, max_attempts: int = 1, retry_mode: str = "standard", region: str = "us-east-1", **config
+):
+    """A boto3 `connectparticipant` client for the emulator at `url` (unsigned: bearer tokens only)."""
+    import boto3
+    import botocore
+    from botocore.config import Config
+
+    retries = {"mode": retry_mode, "total_max_attempts": max_attempts}
+    return boto3.client(
+        "connectparticipant", endpoint_url=url, region_name=region,
+        config=Config(signature_version=botocore.UNSIGNED, retries=retries, **config),
+    )  # fmt: skip
+
+
+def start_chat(client, **extra):
+    """StartChatContact on the emulator's default instance and flow."""
+    from chatload.contracts import DEFAULT_CONTACT_FLOW_ID, DEFAULT_INSTANCE_ID
+
+    return client.start_chat_contact(
+        InstanceId=DEFAULT_INSTANCE_ID, ContactFlowId=DEFAULT_CONTACT_FLOW_ID,
+        ParticipantDetails={"DisplayName": "Ann"}, **extra,
+    )  # fmt: skip

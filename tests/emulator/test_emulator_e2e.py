@@ -4,62 +4,18 @@ import http.client
 import json
 import time
 
-import boto3
-import botocore
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
+from support import connect_client, participant_client
+from support import start_chat as start
 
 from chatload.contracts import DEFAULT_CONTACT_FLOW_ID as FLOW
 from chatload.contracts import DEFAULT_INSTANCE_ID as INSTANCE
 from chatload.emulator_control import ConfigRejected, running_emulator
 
-
-def connect_client(
-    url: str,
-    *,
-    max_attempts: int = 1,
-    retry_mode: str = "standard",
-    access_key: str = "AKIDCHATLOAD",
-    region: str = "us-east-1",
-    **config,
-):
-    """A boto3 `connect` client for the emulator at `url` (retries pinned; dummy credentials)."""
-    return boto3.client(
-        "connect",
-        endpoint_url=url,
-        region_name=region,
-        aws_access_key_id=access_key,
-        aws_secret_access_key="chatload",
-        config=Config(retries={"mode": retry_mode, "total_max_attempts": max_attempts}, **config),
-    )
-
-
-def participant_client(
-    url: str, *, max_attempts: int = 1, retry_mode: str = "standard", region: str = "us-east-1", **config
-):
-    """A boto3 `connectparticipant` client for the emulator at `url` (unsigned: bearer tokens only)."""
-    return boto3.client(
-        "connectparticipant",
-        endpoint_url=url,
-        region_name=region,
-        config=Config(
-            signature_version=botocore.UNSIGNED,
-            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
-            **config,
-        ),
-    )
-
-
 pytestmark = pytest.mark.e2e
 
 ROOMY = {"rates": {"StartChatContact": {"rate": 1000, "burst": 1000}}}
-
-
-def start(client, **extra):
-    return client.start_chat_contact(
-        InstanceId=INSTANCE, ContactFlowId=FLOW, ParticipantDetails={"DisplayName": "Ann"}, **extra
-    )
 
 
 def error_of(call, *args, **kwargs):

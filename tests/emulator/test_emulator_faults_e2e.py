@@ -4,13 +4,11 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
-import botocore
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
+from support import connect_client, participant_client
+from support import start_chat as start
 
-from chatload.contracts import DEFAULT_CONTACT_FLOW_ID as FLOW
 from chatload.contracts import DEFAULT_INSTANCE_ID as INSTANCE
 from chatload.emulator_control import ConfigRejected, running_emulator
 
@@ -18,33 +16,6 @@ pytestmark = pytest.mark.e2e
 
 ROOMY = {"rates": {"StartChatContact": {"rate": 1000, "burst": 1000}, "DescribeContact": {"rate": 1000, "burst": 1000}}}
 NO_FAULTS = {"faults": None, "emulator": {"time_scale": 1}}
-
-
-def connect_client(url, **config):
-    """A `connect` client that sees every answer raw (one attempt, no retry)."""
-    return boto3.client(
-        "connect",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDCHATLOAD",
-        aws_secret_access_key="chatload",
-        config=Config(retries={"mode": "standard", "total_max_attempts": 1}, **config),
-    )
-
-
-def participant_client(url, **config):
-    return boto3.client(
-        "connectparticipant",
-        endpoint_url=url,
-        region_name="us-east-1",
-        config=Config(
-            signature_version=botocore.UNSIGNED, retries={"mode": "standard", "total_max_attempts": 1}, **config
-        ),
-    )
-
-
-def start(client):
-    return client.start_chat_contact(InstanceId=INSTANCE, ContactFlowId=FLOW, ParticipantDetails={"DisplayName": "A"})
 
 
 def timed(call, *args, **kwargs):

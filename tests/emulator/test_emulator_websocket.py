@@ -3,16 +3,14 @@
 import json
 import time
 
-import boto3
-import botocore
 import pytest
 import websocket
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import connect_client, participant_client
+from support import start_chat as start
 
-from chatload.contracts import DEFAULT_CONTACT_FLOW_ID as FLOW
 from chatload.contracts import DEFAULT_INSTANCE_ID as INSTANCE
 from chatload.emulator.clock import FakeClock
 from chatload.emulator.config import ConfigError, EmulatorConfig, merge_config
@@ -27,29 +25,6 @@ ROOMY = {
 }
 QUIET = {"emulator": {"time_scale": 1.0}, "flow": {"greeting": ""}, "agents": {"join": False, "reply_think": False}}
 EV = "application/vnd.amazonaws.connect.event."
-PINNED = Config(retries={"mode": "standard", "total_max_attempts": 1})
-
-
-def connect_client(url):
-    return boto3.client(
-        "connect",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDCHATLOAD",
-        aws_secret_access_key="chatload",
-        config=PINNED,
-    )
-
-
-def participant_client(url):
-    unsigned = Config(signature_version=botocore.UNSIGNED, retries={"mode": "standard", "total_max_attempts": 1})
-    return boto3.client("connectparticipant", endpoint_url=url, region_name="us-east-1", config=unsigned)
-
-
-def start(client, **extra):
-    return client.start_chat_contact(
-        InstanceId=INSTANCE, ContactFlowId=FLOW, ParticipantDetails={"DisplayName": "Ann"}, **extra
-    )
 
 
 def error_of(call, *args, **kwargs):
