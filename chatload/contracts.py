@@ -135,6 +135,7 @@ DEFAULT_CONNECT_RATES: dict[str, tuple[float, float]] = {
 DEFAULT_PARTICIPANT_RATES: dict[str, tuple[float, float]] = {
     CREATE_CONNECTION: (6.0, 9.0),
     SEND_MESSAGE: (10.0, 15.0),
+    SEND_EVENT: (10.0, 15.0),
     DISCONNECT: (3.0, 5.0),
     GET_TRANSCRIPT: (8.0, 12.0),
     "default": (2.0, 5.0),

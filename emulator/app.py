@@ -1,7 +1,7 @@
 """The wire layer: a raw ASGI app that routes rest-json requests to the model and renders answers.
 
 Routes (one port): Connect `PUT /contact/chat`, `POST /contact/stop`, `GET /contacts/{InstanceId}/{ContactId}`;
-Participant Service `POST /participant/{connection,message,disconnect,transcript}`; admin
+Participant Service `POST /participant/{connection,message,event,disconnect,transcript}`; admin
 `GET /_emulator/health`, `GET /_emulator/state`, `POST /_emulator/reset`, `GET|PUT /_emulator/config`;
 the chat websocket (ASGI "websocket" scope, `/connect/<url token>`) is handed to websocket.py.
 
@@ -33,6 +33,7 @@ from chatload.contracts import (
     DESCRIBE_CONTACT,
     DISCONNECT,
     GET_TRANSCRIPT,
+    SEND_EVENT,
     SEND_MESSAGE,
     START_CHAT,
     STOP_CONTACT,
@@ -61,10 +62,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/contact/stop"): STOP_CONTACT,
     ("POST", "/participant/connection"): CREATE_CONNECTION,
     ("POST", "/participant/message"): SEND_MESSAGE,
+    ("POST", "/participant/event"): SEND_EVENT,
     ("POST", "/participant/disconnect"): DISCONNECT,
     ("POST", "/participant/transcript"): GET_TRANSCRIPT,
 }
-PARTICIPANT = frozenset({CREATE_CONNECTION, SEND_MESSAGE, DISCONNECT, GET_TRANSCRIPT})
+PARTICIPANT = frozenset({CREATE_CONNECTION, SEND_MESSAGE, SEND_EVENT, DISCONNECT, GET_TRANSCRIPT})
 
 _JSON = (b"content-type", b"application/json")
 _dumps = json.dumps

@@ -49,6 +49,10 @@ class Contact:
     disconnect_client_token: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
     message_ids: dict[str, dict[str, Any]] = field(default_factory=dict)  # SendMessage ClientToken -> reply
+    event_ids: dict[str, dict[str, Any]] = field(default_factory=dict)  # SendEvent ClientToken -> reply
+    # the customer has subscribed a socket to aws/chat at least once (websocket.py: what came before is
+    # delivered on that first subscription)
+    subscribed: bool = False
     agent_id: str | None = None  # the simulated agent's ParticipantId once it joined
     agent_present: bool = False
     exchanges: int = 0  # agent replies so far

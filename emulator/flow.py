@@ -7,7 +7,9 @@ greeting, the agent joining, its replies) sit in the store's agenda, a heap of
 of each request, and by the live server's ticker). An action of a chat that has ended is dropped
 when it comes due, so nothing outlives its chat.
 
-- [flow] greeting (default "Thanks for contacting us.") after greeting_delay (1 s): a SYSTEM message.
+- [flow] greeting (default "Thanks for contacting us.") after greeting_delay (1 s): a SYSTEM message,
+  in the transcript from then on; a customer whose socket subscribes later gets it (and whatever else
+  came before) on subscribing (websocket.py).
 - [agents] join = {distribution, mean}: an AGENT joins (participant.joined) after that delay;
   reply_think: it answers every customer message after that think time; end_after_exchanges = N > 0:
   after its N-th reply it leaves (participant.left), which ends the chat (chat.ended, reason
@@ -17,8 +19,6 @@ when it comes due, so nothing outlives its chat.
 from __future__ import annotations
 
 import heapq
-import itertools
-import random
 from typing import Any
 
 from chatload.emulator.contacts import Contact, iso8601, new_uuid
@@ -33,9 +33,6 @@ AGENT_NAME = "Agent"
 GREETING = "greeting"
 AGENT_JOIN = "agent_join"
 AGENT_REPLY = "agent_reply"
-
-_seq = itertools.count()
-_rng = random.Random()
 
 
 def item(
@@ -99,7 +96,7 @@ def message(
 
 
 def schedule(store: Any, contact: Contact, due: float, action: str, argument: Any = None) -> None:
-    heapq.heappush(store.agenda, (due, next(_seq), contact.id, action, argument))
+    heapq.heappush(store.agenda, (due, next(store.agenda_seq), contact.id, action, argument))
 
 
 def on_start(store: Any, contact: Contact, now: float) -> None:
@@ -109,7 +106,7 @@ def on_start(store: Any, contact: Contact, now: float) -> None:
         schedule(store, contact, now + config.flow_greeting_delay_s, GREETING)
     if config.agent_join is not None:
         distribution, mean = config.agent_join
-        delay = _rng.expovariate(1.0 / mean) if distribution == "exponential" and mean > 0 else mean
+        delay = store.flow_rng.expovariate(1.0 / mean) if distribution == "exponential" and mean > 0 else mean
         schedule(store, contact, now + delay, AGENT_JOIN)
 
 

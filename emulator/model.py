@@ -30,6 +30,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import heapq
+import itertools
+import random
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +41,7 @@ from chatload.contracts import (
     DESCRIBE_CONTACT,
     DISCONNECT,
     GET_TRANSCRIPT,
+    SEND_EVENT,
     SEND_MESSAGE,
     START_CHAT,
     STOP_CONTACT,
@@ -113,6 +116,7 @@ class ChatStore:
             DESCRIBE_CONTACT: self._describe_contact,
             CREATE_CONNECTION: lambda call, now: participants.create_connection(self, call, now),
             SEND_MESSAGE: lambda call, now: participants.send_message(self, call, now),
+            SEND_EVENT: lambda call, now: participants.send_event(self, call, now),
             DISCONNECT: lambda call, now: participants.disconnect(self, call, now),
             GET_TRANSCRIPT: lambda call, now: participants.get_transcript(self, call, now),
         }
@@ -131,6 +135,8 @@ class ChatStore:
         self.expiries: list[tuple[float, str]] = []
         self.purges: list[tuple[float, str]] = []
         self.agenda: list[tuple[float, int, str, str, Any]] = []  # flow.py's timed actions
+        self.agenda_seq = itertools.count()  # ties in the agenda keep their order
+        self.flow_rng = random.Random()  # the agent's drawn queue times
         self.ws_urls: dict[str, tuple[str, float]] = {}  # websocket URL token -> (contact id, expiry)
         self.ws_url_expiries: deque[tuple[float, str]] = deque()
         self._stale_expiries = 0

@@ -1,5 +1,5 @@
-"""The Participant Service operations (CreateParticipantConnection, SendMessage, DisconnectParticipant,
-GetTranscript) as rules over the ChatStore (model.py). Pure: no HTTP.
+"""The Participant Service operations (CreateParticipantConnection, SendMessage, SendEvent,
+DisconnectParticipant, GetTranscript) as rules over the ChatStore (model.py). Pure: no HTTP.
 
 Order of checks: the bearer token (`X-Amz-Bearer`: the ParticipantToken for
 CreateParticipantConnection, the ConnectionToken for the others) names a chat that has not ended,
@@ -7,8 +7,10 @@ else 403 AccessDeniedException -> the instance's rate bucket for the operation, 
 ThrottlingException -> validation, else 400 ValidationException -> the action.
 
 A retried DisconnectParticipant with the ClientToken of the disconnect that ended the chat answers
-200 again instead of 403. SendMessage with a ClientToken already used in this chat returns the first
-answer. CreateParticipantConnection with WEBSOCKET returns `ws://<Host of the request>/connect/<url token>`;
+200 again instead of 403. SendMessage or SendEvent with a ClientToken already used in this chat for
+the same operation returns the first answer. SendEvent (typing, receipts) becomes an EVENT Item of
+the customer in the transcript, pushed like a message; unlike a message it never prompts the agent.
+CreateParticipantConnection with WEBSOCKET returns `ws://<Host of the request>/connect/<url token>`;
 the URL token is good for WEBSOCKET_LIFETIME_S emulated seconds (websocket.py serves it).
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Protocol
 
-from chatload.contracts import CREATE_CONNECTION, DISCONNECT, GET_TRANSCRIPT, SEND_MESSAGE
+from chatload.contracts import CREATE_CONNECTION, DISCONNECT, GET_TRANSCRIPT, SEND_EVENT, SEND_MESSAGE
 from chatload.emulator import flow, transcript
 from chatload.emulator.clock import ScaledClock
 from chatload.emulator.config import EmulatorConfig
@@ -137,6 +139,28 @@ def send_message(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
     reply = {"Id": item["Id"], "AbsoluteTime": item["AbsoluteTime"]}
     if client_token is not None:
         contact.message_ids[client_token] = reply
+    return reply
+
+
+def send_event(store: ChatStore, call: Call, now: float) -> dict[str, Any]:
+    contact, body = _authorize(store, SEND_EVENT, call, now, by_connection=True)
+    client_token = body.get("ClientToken")
+    if client_token is not None and client_token in contact.event_ids:
+        return contact.event_ids[client_token]
+    entry = flow.item(
+        contact,
+        store.clock.epoch(),
+        kind="EVENT",
+        content_type=body["ContentType"],
+        role="CUSTOMER",
+        participant_id=contact.participant_id,
+        name=contact.display_name,
+        content=body.get("Content"),
+    )
+    flow.add_item(store, contact, entry)
+    reply = {"Id": entry["Id"], "AbsoluteTime": entry["AbsoluteTime"]}
+    if client_token is not None:
+        contact.event_ids[client_token] = reply
     return reply
 
 

@@ -5,13 +5,15 @@ raises Invalid(path, problem) for the first member that breaks a type, required,
 constraint of the model. botocore checks only required members, types and minimums on the client,
 so maximum lengths, enums and the documented rules (connect-facts.md) are enforced here.
 
-`Validators` holds one checker per operation; `check_start_chat(body)` adds the documented
-StartChatContact rules on top. Each failure names the field: "ParticipantDetails.DisplayName".
+`Validators` holds one checker per operation; `check_start_chat_rules(body)` adds the documented
+StartChatContact rules on top, `check_message` SendMessage's content limits and `check_event` SendEvent's
+content types. Each failure names the field: "ParticipantDetails.DisplayName".
 Pure: no I/O, no state.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from chatload.contracts import (
     DESCRIBE_CONTACT,
     DISCONNECT,
     GET_TRANSCRIPT,
+    SEND_EVENT,
     SEND_MESSAGE,
     START_CHAT,
     STOP_CONTACT,
@@ -45,6 +48,11 @@ INTERACTIVE_RESPONSE = "application/vnd.amazonaws.connect.message.interactive.re
 SUPPORTED_CONTENT_TYPES = frozenset({PLAIN, "text/markdown", "application/json", INTERACTIVE, INTERACTIVE_RESPONSE})
 # Content length limits by content type (InitialMessage, SendMessage), in characters.
 MESSAGE_LIMITS = {PLAIN: 1024, "text/markdown": 1024, "application/json": 12000, INTERACTIVE_RESPONSE: 12288}
+# SendEvent's content types (the API reference's list); the receipts need a JSON Content naming the message.
+EVENT_PREFIX = "application/vnd.amazonaws.connect.event."
+TYPING = EVENT_PREFIX + "typing"
+RECEIPTS = frozenset({EVENT_PREFIX + "message.delivered", EVENT_PREFIX + "message.read"})
+EVENT_CONTENT_TYPES = frozenset({TYPING, EVENT_PREFIX + "connection.acknowledged", *RECEIPTS})
 ATTRIBUTES_MAX_BYTES = 32768
 _ATTRIBUTE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -208,7 +216,7 @@ def compile_shape(shape: Any, _cache: dict[str, Checker] | None = None) -> Check
 
 
 CONNECT_OPERATIONS = (START_CHAT, STOP_CONTACT, DESCRIBE_CONTACT)
-PARTICIPANT_OPERATIONS = (CREATE_CONNECTION, SEND_MESSAGE, DISCONNECT, GET_TRANSCRIPT)
+PARTICIPANT_OPERATIONS = (CREATE_CONNECTION, SEND_MESSAGE, SEND_EVENT, DISCONNECT, GET_TRANSCRIPT)
 
 
 @dataclass(frozen=True)
@@ -235,6 +243,8 @@ class Validators:
             check_start_chat_rules(body)
         elif operation == SEND_MESSAGE:
             check_message(body["ContentType"], body["Content"], "")
+        elif operation == SEND_EVENT:
+            check_event(body["ContentType"], body.get("Content"))
 
 
 def check_message(content_type: str, content: str, path: str) -> None:
@@ -246,6 +256,23 @@ def check_message(content_type: str, content: str, path: str) -> None:
         raise Invalid(
             _path(path, "Content"), f"Member must have length less than or equal to {limit} for {content_type}"
         )
+
+
+def check_event(content_type: str, content: str | None) -> None:
+    """SendEvent's documented content types; a delivered / read receipt must name its message as
+    Content `{"messageId": "..."}` (botocore's model only bounds the lengths)."""
+    if content_type not in EVENT_CONTENT_TYPES:
+        raise Invalid("ContentType", f"Member must be one of [{', '.join(sorted(EVENT_CONTENT_TYPES))}]")
+    if content_type in RECEIPTS and not _names_a_message(content):
+        raise Invalid("Content", f'Member must be a JSON object with a "messageId" string for {content_type}')
+
+
+def _names_a_message(content: str | None) -> bool:
+    try:
+        receipt = json.loads(content) if content is not None else None
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(receipt, dict) and isinstance(receipt.get("messageId"), str) and bool(receipt["messageId"])
 
 
 def _utf8_len(text: str) -> int:

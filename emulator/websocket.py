@@ -14,6 +14,13 @@ Every transcript item of the chat is pushed to each subscribed socket, in order,
 {"topic":"aws/chat","contentType":"application/json","content":"<item as a JSON string>"}. When the chat
 ends, chat.ended is pushed and then the server closes the socket (code 1000).
 
+The customer's first subscription of a chat (its first socket's subscribe frame) is answered, then
+gets every Item that came before it except the customer's own (the flow's greeting, the agent
+joining and its replies), in order and unchanged (same Id and AbsoluteTime as in GetTranscript). A real
+customer sees the flow's first message however late its socket subscribes, because ChatJS loads the
+transcript on connect; without this hold a greeting due before the subscription would reach nobody
+(an assumption, docs/emulator.md). Later subscriptions (a refresh, a second socket) get live Items only.
+
 The hub is the store's observer (model.py calls item() and ended() synchronously); each socket has a
 queue drained by its own writer task, so the model never awaits. A ticker task (started with the
 first request) runs the store's due deadlines and flow actions every TICK_REAL_S real seconds, so
@@ -37,6 +44,14 @@ SUBSCRIBE_FAILED = '{"topic":"aws/subscribe","content":{"status":"failure","topi
 HEARTBEAT = '{"topic":"aws/heartbeat"}'
 PING = '{"topic":"aws/ping","statusCode":200,"statusContent":"OK"}'
 _CLOSE = object()
+
+
+def _chat_frame(item: dict[str, Any]) -> str:
+    """A transcript Item as the `aws/chat` frame that carries it."""
+    return json.dumps(
+        {"topic": "aws/chat", "contentType": "application/json", "content": json.dumps(item)},
+        separators=(",", ":"),
+    )
 
 
 class Socket:
@@ -65,10 +80,7 @@ class Hub:
         sockets = self.by_contact.get(contact.id)
         if not sockets:
             return
-        frame = json.dumps(
-            {"topic": "aws/chat", "contentType": "application/json", "content": json.dumps(item)},
-            separators=(",", ":"),
-        )
+        frame = _chat_frame(item)
         for sock in sockets:
             if sock.subscribed:
                 sock.queue.put_nowait(frame)
@@ -147,6 +159,8 @@ class Hub:
                 answer = self._answer(sock, message.get("text"), message.get("bytes"))
                 if answer is not None:
                     sock.queue.put_nowait(answer)
+                    if answer == SUBSCRIBED:
+                        self._deliver_held(sock)
         finally:
             if not writer.done():
                 writer.cancel()
@@ -176,6 +190,17 @@ class Hub:
                 return False
             if frame.startswith('{"topic":"aws/chat"'):
                 self.counts["frames_pushed"] += 1
+
+    def _deliver_held(self, sock: Socket) -> None:
+        """On the customer's first subscription of its chat, queue (after the subscribe answer) the Items
+        that came before it, the customer's own excepted; later Items follow live, so order holds."""
+        contact = self.store.contacts.get(sock.contact_id)
+        if contact is None or contact.subscribed:
+            return
+        contact.subscribed = True
+        for entry in contact.messages:
+            if entry["ParticipantRole"] != "CUSTOMER":
+                sock.queue.put_nowait(_chat_frame(entry))
 
     def _answer(self, sock: Socket, text: str | None, data: bytes | None) -> str | None:
         try:

@@ -18,6 +18,7 @@ def test_built_in_default_is_one_instance_with_aws_quotas():
     assert config.connect_rate("SomethingElse") == Rate(2, 5)
     assert config.participant_rates["CreateParticipantConnection"] == Rate(6, 9)
     assert config.participant_rates["SendMessage"] == Rate(10, 15)
+    assert config.participant_rates["SendEvent"] == Rate(10, 15)  # shares SendMessage's quota figures
     assert config.participant_rates["DisconnectParticipant"] == Rate(3, 5)
     assert config.participant_rates["GetTranscript"] == Rate(8, 12)
     assert (config.time_scale, config.unconnected_timeout_s, config.retention_s) == (1.0, 300.0, 3600.0)

@@ -95,7 +95,7 @@ def test_no_faults_by_default_and_round_trip(tmp_path):
         ("[faults]\nno_answer_max_real_s = 0\n", "faults.no_answer_max_real_s"),
         ("[faults]\ncolour = 1\n", "faults.colour"),
         ("[faults.StartChat]\nreset_share = 0.1\n", "faults.StartChat"),
-        ("[faults.SendEvent]\nreset_share = 0.1\n", "faults.SendEvent"),
+        ("[faults.GetAttachment]\nreset_share = 0.1\n", "faults.GetAttachment"),
         ("[faults]\nStartChatContact = 3\n", "faults.StartChatContact"),
         ("[faults.default]\nreset = 0.1\n", "faults.default.reset"),
         ("[faults.default]\nserver_error_share = 1.5\n", "faults.default.server_error_share"),
@@ -198,6 +198,7 @@ def test_nothing_is_planned_without_an_effect():
         "DescribeContact",
         "CreateParticipantConnection",
         "SendMessage",
+        "SendEvent",
         "DisconnectParticipant",
         "GetTranscript",
     }

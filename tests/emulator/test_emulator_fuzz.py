@@ -17,7 +17,8 @@ HUGE = {"rate": 1e9, "burst": 1e9}
 CONFIG = {
     "rates": {"StartChatContact": HUGE, "StopContact": HUGE, "DescribeContact": HUGE},
     "participant_rates": {
-        op: HUGE for op in ("CreateParticipantConnection", "SendMessage", "DisconnectParticipant", "GetTranscript")
+        op: HUGE
+        for op in ("CreateParticipantConnection", "SendMessage", "SendEvent", "DisconnectParticipant", "GetTranscript")
     },
     "instances": [{"id": DEFAULT_INSTANCE_ID, "concurrent_chats": 10**9, "contact_flows": [DEFAULT_CONTACT_FLOW_ID]}],
 }
@@ -26,6 +27,7 @@ ROUTES = [
     ("POST", "/contact/stop"),
     ("POST", "/participant/connection"),
     ("POST", "/participant/message"),
+    ("POST", "/participant/event"),
     ("POST", "/participant/disconnect"),
     ("POST", "/participant/transcript"),
 ]
@@ -74,7 +76,14 @@ mutated = st.builds(
     lambda changes: json.dumps({**VALID, **changes}).encode(),
     st.dictionaries(st.sampled_from(MEMBERS), json_values, max_size=4),
 )
-bodies = mutated | json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=200)
+EVENT = "application/vnd.amazonaws.connect.event."
+# SendEvent bodies with a real event type and arbitrary Content: reaches the receipt rule (JSON in a string)
+events = st.builds(
+    lambda kind, content: json.dumps({"ContentType": EVENT + kind, "Content": content}).encode(),
+    st.sampled_from(["typing", "message.read", "message.delivered", "connection.acknowledged", "nope"]),
+    st.none() | st.text(max_size=20) | json_values.map(json.dumps),
+)
+bodies = mutated | events | json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=200)
 
 
 @pytest.fixture(scope="module")

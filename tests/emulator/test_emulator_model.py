@@ -355,6 +355,37 @@ def test_send_message_client_token_is_idempotent(make_store):
     assert len(store.handle("GetTranscript", Call(body={}, bearer=token))["Transcript"]) == 1
 
 
+def test_send_event_is_a_customer_event_item_idempotent_per_operation_and_never_prompts_the_agent(make_store):
+    store = make_store(agents={"join": {"distribution": "fixed", "mean": 0}, "reply_think": 1})
+    chat = start(store)
+    token = connect(store, chat)
+    store.clock.advance(0.5)  # the agent joins (before the greeting at 1 s)
+    typing = {"ContentType": "application/vnd.amazonaws.connect.event.typing", "ClientToken": "t1"}
+    first = store.handle("SendEvent", Call(body=typing, bearer=token))
+    assert store.handle("SendEvent", Call(body=typing, bearer=token, attempt=2)) == first  # a retry
+    message = store.handle(
+        "SendMessage", Call(body={"ContentType": "text/plain", "Content": "hi", "ClientToken": "t1"}, bearer=token)
+    )
+    assert message["Id"] != first["Id"]  # ClientTokens are per operation
+    store.clock.advance(5)
+    items = store.handle("GetTranscript", Call(body={"ScanDirection": "FORWARD"}, bearer=token))["Transcript"]
+    event = next(i for i in items if i["Id"] == first["Id"])
+    assert event == {
+        "AbsoluteTime": first["AbsoluteTime"],
+        "ContentType": typing["ContentType"],
+        "Id": first["Id"],
+        "Type": "EVENT",
+        "ParticipantId": chat["ParticipantId"],
+        "DisplayName": "Ann",
+        "ParticipantRole": "CUSTOMER",
+        "InitialContactId": chat["ContactId"],
+        "ContactId": chat["ContactId"],
+    }
+    assert [i["ParticipantRole"] for i in items] == ["AGENT", "CUSTOMER", "CUSTOMER", "SYSTEM", "AGENT"]
+    assert sum(i.get("Content", "").startswith("Agent reply") for i in items) == 1  # for the message only
+    assert counters(store, "SendEvent")["requests"] == counters(store, "SendEvent")["accepted"] == 2
+
+
 def test_participant_tokens_and_throttling(make_store):
     store = make_store(participant_rates={"SendMessage": {"rate": 0.001, "burst": 1}})
     chat = start(store)

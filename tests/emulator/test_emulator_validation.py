@@ -143,3 +143,42 @@ def test_participant_operations(validators):
     assert invalid(validators, {"MaxResults": 101}, "GetTranscript").path == "MaxResults"
     assert invalid(validators, {"SortOrder": "UP"}, "GetTranscript").path == "SortOrder"
     validators.check("DisconnectParticipant", {})
+
+
+EVENT = "application/vnd.amazonaws.connect.event."
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"ContentType": EVENT + "typing"},
+        {"ContentType": EVENT + "typing", "Content": "anything", "ClientToken": "t"},
+        {"ContentType": EVENT + "connection.acknowledged"},
+        {"ContentType": EVENT + "message.read", "Content": '{"messageId": "11111111-aaaa-bbbb-cccc-EXAMPLE01234"}'},
+        {"ContentType": EVENT + "message.delivered", "Content": '{"messageId": "m", "extra": 1}'},
+    ],
+)
+def test_send_event_accepts_the_documented_types(validators, body):
+    validators.check("SendEvent", body)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "ContentType"),
+        ({"ContentType": "text/plain"}, "ContentType"),
+        ({"ContentType": EVENT + "participant.joined"}, "ContentType"),  # the service's own events
+        ({"ContentType": EVENT + "typing" + "x" * 100}, "ContentType"),  # the model's max 100
+        ({"ContentType": EVENT + "typing", "Content": ""}, "Content"),
+        ({"ContentType": EVENT + "typing", "Content": "x" * 16385}, "Content"),
+        ({"ContentType": EVENT + "message.read"}, "Content"),
+        ({"ContentType": EVENT + "message.read", "Content": "m-1"}, "Content"),
+        ({"ContentType": EVENT + "message.read", "Content": '["m-1"]'}, "Content"),
+        ({"ContentType": EVENT + "message.delivered", "Content": '{"messageId": ""}'}, "Content"),
+        ({"ContentType": EVENT + "message.delivered", "Content": '{"messageId": 7}'}, "Content"),
+        ({"ContentType": EVENT + "message.delivered", "Content": '{"id": "m-1"}'}, "Content"),
+    ],
+)
+def test_send_event_refuses_other_types_and_receipts_without_a_message(validators, body, field):
+    error = invalid(validators, body, "SendEvent")
+    assert error.path == field and f"'{field}'" in str(error)

@@ -71,12 +71,33 @@ def reconnect_url(emu, chat):
     return join(emu, chat)[2]
 
 
+SUBSCRIBE = '{"topic":"aws/subscribe","content":{"topics":["aws/chat"]}}'
+SUBSCRIBED = '{"topic":"aws/subscribe","content":{"status":"success","topics":["aws/chat"]}}'
+
+
 def open_socket(url, subscribe=True):
     ws = websocket.create_connection(url, timeout=5)
     if subscribe:
-        ws.send('{"topic":"aws/subscribe","content":{"topics":["aws/chat"]}}')
-        assert ws.recv() == '{"topic":"aws/subscribe","content":{"status":"success","topics":["aws/chat"]}}'
+        ws.send(SUBSCRIBE)
+        assert ws.recv() == SUBSCRIBED
     return ws
+
+
+def next_item(ws):
+    """The transcript Item of the socket's next frame, which must be on aws/chat."""
+    frame = json.loads(ws.recv())
+    assert frame["topic"] == "aws/chat" and frame["contentType"] == "application/json", frame
+    return json.loads(frame["content"])
+
+
+def listed(item):
+    """A pushed Item as boto3's GetTranscript shows it (its model has no InitialContactId in Item)."""
+    return {k: v for k, v in item.items() if k != "InitialContactId"}
+
+
+def said(item):
+    """(role, what): a message's Content, an event's name."""
+    return item["ParticipantRole"], item["ContentType"].removeprefix(EV) if item["Type"] == "EVENT" else item["Content"]
 
 
 def items_until(ws, last_type):
@@ -145,6 +166,114 @@ def test_push_order_on_two_sockets_equals_the_transcript(fresh):
     assert wait_for(lambda: fresh.state()["websocket"]["open"] == 0)
     sockets = fresh.state()["websocket"]
     assert sockets["opened"] == 2 and sockets["closed_by_server"] == 2 and sockets["frames_pushed"] == 2 * 8
+
+
+def test_send_event_is_pushed_in_order_with_messages_on_every_socket(fresh):
+    fresh.put_config({"agents": {"join": {"distribution": "fixed", "mean": "0.3s"}, "reply_think": "0.05s"}})
+    chat = start(connect_client(fresh.url))
+    p, token, url = join(fresh, chat)
+    sockets = [open_socket(url), open_socket(reconnect_url(fresh, chat))]
+    for ws in sockets:
+        items_until(ws, EV + "participant.joined")
+    p.send_event(ConnectionToken=token, ContentType=EV + "typing")
+    p.send_message(ConnectionToken=token, ContentType="text/plain", Content="one")
+    assert transcript_has(p, token, 4)  # joined, typing, one, the agent's reply
+    reply = p.get_transcript(ConnectionToken=token, MaxResults=1)["Transcript"][-1]
+    receipt = json.dumps({"messageId": reply["Id"]})
+    p.send_event(ConnectionToken=token, ContentType=EV + "message.read", Content=receipt)
+    transcript = p.get_transcript(ConnectionToken=token, ScanDirection="FORWARD", MaxResults=100)["Transcript"]
+    p.disconnect_participant(ConnectionToken=token)
+    for ws in sockets:
+        pushed = items_until(ws, EV + "chat.ended")
+        assert [listed(i) for i in pushed[:4]] == transcript[1:]  # the very Items GetTranscript returns
+        assert [said(i) for i in pushed] == [
+            ("CUSTOMER", "typing"),
+            ("CUSTOMER", "one"),
+            ("AGENT", "Agent reply 1"),  # one reply: an event never prompts the agent
+            ("CUSTOMER", "message.read"),
+            ("CUSTOMER", "participant.left"),
+            ("AGENT", "participant.left"),
+            ("SYSTEM", "chat.ended"),
+        ]
+        assert pushed[3]["Content"] == receipt and "Content" not in pushed[0]
+    assert wait_for(lambda: fresh.state()["websocket"]["open"] == 0)
+    assert fresh.state()["websocket"]["frames_pushed"] == 2 * 8
+
+
+@pytest.mark.parametrize("open_early", [False, True], ids=["socket-opened-late", "socket-opened-early"])
+def test_a_late_subscriber_gets_the_held_greeting_first_on_subscribing(fresh, open_early):
+    fresh.put_config({"emulator": {"time_scale": 10}, "flow": {"greeting": "Welcome!", "greeting_delay": "1s"}})
+    began = time.monotonic()
+    chat = start(connect_client(fresh.url))
+    p, token, url = join(fresh, chat)
+    ws = websocket.create_connection(url, timeout=5) if open_early else None  # open, not subscribed
+    assert transcript_has(p, token, 1)  # no socket subscribed: GetTranscript has it after greeting_delay
+    [greeting] = p.get_transcript(ConnectionToken=token)["Transcript"]
+    assert said(greeting) == ("SYSTEM", "Welcome!")
+    time.sleep(max(0.0, began + 0.2 - time.monotonic()))  # 2 emulated seconds after the start
+    ws = ws or websocket.create_connection(url, timeout=5)
+    ws.send(SUBSCRIBE)
+    subscribed = time.monotonic()
+    assert ws.recv() == SUBSCRIBED
+    assert listed(next_item(ws)) == greeting  # the first aws/chat frame: the same Item, Id and AbsoluteTime
+    assert time.monotonic() - subscribed < 0.5
+    p.send_message(ConnectionToken=token, ContentType="text/plain", Content="hi")
+    assert said(next_item(ws)) == ("CUSTOMER", "hi")  # then live items, in order
+    refreshed = open_socket(reconnect_url(fresh, chat))  # a later subscription gets live items only
+    p.send_message(ConnectionToken=token, ContentType="text/plain", Content="again")
+    assert said(next_item(refreshed)) == said(next_item(ws)) == ("CUSTOMER", "again")
+    ws.close()
+    refreshed.close()
+    assert wait_for(lambda: fresh.state()["websocket"]["open"] == 0)
+    sockets = fresh.state()["websocket"]
+    assert (sockets["opened"], sockets["closed_by_client"], sockets["refused"]) == (2, 2, 0)
+    assert sockets["frames_pushed"] == 4  # greeting, hi, again on the first socket; again on the second
+    assert sockets["frames_received"] == 2  # the two subscribe frames
+
+
+def test_an_early_subscriber_gets_the_greeting_at_greeting_delay(fresh):
+    fresh.put_config({"flow": {"greeting": "Welcome!", "greeting_delay": "1s"}})  # time_scale 1
+    began = time.monotonic()
+    chat = start(connect_client(fresh.url))
+    p, token, url = join(fresh, chat)
+    ws = open_socket(url)
+    assert time.monotonic() - began < 0.9, "set-up too slow to subscribe before the greeting is due"
+    greeting = next_item(ws)
+    assert 0.98 <= time.monotonic() - began < 1.5
+    assert said(greeting) == ("SYSTEM", "Welcome!")
+    assert p.get_transcript(ConnectionToken=token)["Transcript"] == [listed(greeting)]
+    ws.close()
+    assert wait_for(lambda: fresh.state()["websocket"]["open"] == 0)
+    assert fresh.state()["websocket"]["frames_pushed"] == 1  # pushed once, never again on subscribing
+
+
+def test_the_first_subscription_gets_flow_and_agent_items_before_it_but_not_the_customers_own(fresh):
+    fresh.put_config(
+        {
+            "emulator": {"time_scale": 10},
+            "flow": {"greeting": "Welcome!", "greeting_delay": "1s"},
+            "agents": {"join": {"distribution": "fixed", "mean": "2s"}, "reply_think": "1s"},
+        }
+    )
+    chat = start(connect_client(fresh.url), InitialMessage={"ContentType": "text/plain", "Content": "first words"})
+    p, token, url = join(fresh, chat)
+    ws = websocket.create_connection(url, timeout=5)  # open, not subscribed
+    assert transcript_has(p, token, 3)  # the initial message, the greeting, the agent joined
+    p.send_message(ConnectionToken=token, ContentType="text/plain", Content="anyone?")
+    assert transcript_has(p, token, 5)  # and the agent's reply
+    ws.send(SUBSCRIBE)
+    assert ws.recv() == SUBSCRIBED
+    held = [next_item(ws) for _ in range(3)]
+    transcript = p.get_transcript(ConnectionToken=token, ScanDirection="FORWARD", MaxResults=100)["Transcript"]
+    assert [listed(i) for i in held] == [i for i in transcript if i["ParticipantRole"] != "CUSTOMER"]
+    assert [said(i) for i in held] == [
+        ("SYSTEM", "Welcome!"),
+        ("AGENT", "participant.joined"),
+        ("AGENT", "Agent reply 1"),
+    ]
+    p.send_message(ConnectionToken=token, ContentType="text/plain", Content="thanks")
+    assert said(next_item(ws)) == ("CUSTOMER", "thanks")  # nothing of the customer's own was replayed
+    ws.close()
 
 
 @pytest.mark.parametrize("way", ["disconnect", "stop", "duration"])
