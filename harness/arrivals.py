@@ -2,11 +2,10 @@
 
 One dispatcher runs per process (local runner or worker). It waits as the pacer says
 (`pacer.wait(schedule, elapsed, hits, share, process)`: evenly spaced or Poisson arrivals), and at
-each arrival offers it through a
-rendezvous channel to a user that is waiting for work (`put(block=False)`). If no user is idle
-the arrival is dropped on the spot: an attempts row with outcome `dropped`. The dispatcher never
-waits for a user, so a slow target cannot slow the offered rate down (no coordinated omission);
-it only shows up as dropped arrivals, and a run with too many of those is invalid.
+each arrival hands it to a user that is waiting for work (runtime/handoff.py: a plain call that never
+blocks). If no user is idle the arrival is dropped on the spot: an attempts row with outcome
+`dropped`. The dispatcher never waits for a user, so a slow target cannot slow the offered rate
+down (no coordinated omission); it only shows up as dropped arrivals, and a run with too many of those is invalid.
 
 The process's share of the global rate can change while it runs (a worker joins or leaves):
 `rebase(fraction, phase)` keeps what was already due and counts later arrivals with the new share.

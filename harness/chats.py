@@ -27,6 +27,18 @@ CLEAN_UP_RATES: dict[str, tuple[float, float]] = {
 }
 
 
+def clean_up_rates(quotas: Mapping[str, Any] | None) -> dict[str, tuple[float, float]]:
+    """The clean-up's pace: the rates the run's quotas name for DisconnectParticipant and StopContact
+    (meta.json "quotas": an emulator's configured rates), else AWS's defaults. An emulator with raised
+    quotas holding 10,000 chats at the stop is emptied in seconds, not the hour AWS's defaults take."""
+    rates = dict(CLEAN_UP_RATES)
+    for operation, table in ((DISCONNECT, "participant_rates"), (STOP_CONTACT, "rates")):
+        entry = ((quotas or {}).get(table) or {}).get(operation)
+        if isinstance(entry, Mapping) and entry.get("rate") is not None and entry.get("burst") is not None:
+            rates[operation] = (float(entry["rate"]), float(entry["burst"]))
+    return rates
+
+
 @dataclass
 class LiveChat:
     chat: str  # synthetic chat id

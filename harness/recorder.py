@@ -21,6 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Imported with the module, not at the run's end: importing pyarrow (and numpy) takes half a second
+# of CPU that blocks the event loop, and at the stop it froze the web UI's polling in "cleanup".
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
 from chatload.contracts import ATTEMPTS_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS
 
 FLUSH_INTERVAL_S = 0.5
@@ -197,10 +203,6 @@ class Recorder:
 
 def compact_to_parquet(csv_path: Path, parquet_path: Path) -> None:
     """Rewrite an attempts CSV as Parquet with the contract's types; the CSV is removed afterwards."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     types = {c: pa.string() for c in ATTEMPTS_COLUMNS}
     types.update({c: pa.float64() for c in FLOAT_COLUMNS})
     types.update({c: pa.int64() for c in INT_COLUMNS})

@@ -24,11 +24,10 @@ from typing import Any, Protocol
 
 import gevent
 import gevent.event
-import gevent.queue
 
 from chatload.contracts import DISCONNECT, OK
 from chatload.harness.arrivals import Dispatcher
-from chatload.harness.chats import CLEAN_UP_RATES, LiveChat, LiveChats, clean_up
+from chatload.harness.chats import LiveChat, LiveChats, clean_up, clean_up_rates
 from chatload.harness.client import Api, Call, ClientSettings, make_clients
 from chatload.harness.customer import Arrival, Customer
 from chatload.harness.live.stats import LiveStats
@@ -36,6 +35,7 @@ from chatload.harness.outcome import CallFailed
 from chatload.harness.pacer import Schedule, Share, spacing
 from chatload.harness.recorder import Recorder, flush_forever
 from chatload.harness.runtime import options as run_options
+from chatload.harness.runtime.handoff import IdleUsers
 from chatload.harness.runtime.runfolder import MASTER_LOST_PREFIX, write_json
 from chatload.harness.safety import ChatBudget, KillSwitch, effective_caps
 from chatload.harness.scenario.model import pool_size, scenario_to_dict
@@ -43,7 +43,7 @@ from chatload.harness.websocket import open_chat_socket
 
 log = logging.getLogger("chatload")
 
-ARRIVAL_WAIT_S = 0.5  # an idle user waits this long for an arrival, then lets Locust stop it
+ARRIVAL_WAIT_S = 0.5  # once the run's arrivals have ended, an idle user naps this long between asks
 CLEAN_UP_DEADLINE_S = 60.0
 
 
@@ -75,6 +75,7 @@ class Load:
     finished: bool = False
     kill_switch: KillSwitch | None = None
     killed: bool = False
+    quotas: dict[str, Any] | None = None  # meta.json "quotas": the clean-up keeps to their rates
 
 
 class LoadProcess:
@@ -83,7 +84,7 @@ class LoadProcess:
         self.live = live
         self.upstream = upstream
         self.ending = gevent.event.Event()
-        self.channel: gevent.queue.Channel = gevent.queue.Channel()
+        self.idle: IdleUsers[Arrival] = IdleUsers()
         self.load: Load | None = None
         self._clients: tuple[ClientSettings, Api] | None = None
 
@@ -95,11 +96,19 @@ class LoadProcess:
     # ------------------------------------------------------------------ a run begins
 
     def begin(
-        self, settings: run_options.RunSettings, run_id: str, folder: Path, worker: str, ship: Any = None
+        self,
+        settings: run_options.RunSettings,
+        run_id: str,
+        folder: Path,
+        worker: str,
+        ship: Any = None,
+        quotas: dict[str, Any] | None = None,
     ) -> None:
         """The recorder (writing attempts/<worker>.csv, or shipping its rows with `ship`), the
-        clients, the live-chat registry and the flusher for this run."""
+        clients, the live-chat registry and the flusher for this run; `quotas` (meta.json's) pace
+        the clean-up."""
         self.ending.clear()
+        self.idle.reopen()
         scenario = settings.scenario
         recorder = Recorder(folder / "attempts", worker, sink=self.live.record, ship=ship)
         client_settings = ClientSettings(
@@ -116,7 +125,7 @@ class LoadProcess:
             self._clients = (client_settings, Api(connect, participant, client_settings.attempts_pinned))
         self.load = Load(
             settings, run_id, folder, worker, recorder, LiveChats(self.live), self._clients[1],
-            gevent.spawn(flush_forever, recorder, gevent.sleep),
+            gevent.spawn(flush_forever, recorder, gevent.sleep), quotas=quotas,
         )  # fmt: skip
         caps = effective_caps(scenario, settings.max_chats, settings.max_rate)
         self.load.kill_switch = KillSwitch(caps.max_error_share) if caps.max_error_share is not None else None
@@ -160,14 +169,15 @@ class LoadProcess:
             log.warning("chatload: the chat budget (max_chats) is spent: no more arrivals")
             if self.upstream is not None:
                 self.upstream.budget_spent()
-        self.ending.set()  # the schedule is over: customers end their chats now
+        self.end_arrivals()  # the schedule is over: customers end their chats now
 
     def offer(self, arrival: Arrival) -> bool:
-        try:
-            self.channel.put(arrival, block=False)
-            return True
-        except gevent.queue.Full:
-            return False
+        return self.idle.offer(arrival)
+
+    def end_arrivals(self) -> None:
+        """No more arrivals in this run: customers end their chats now and idle users wake."""
+        self.ending.set()
+        self.idle.release()
 
     # ------------------------------------------------------------------ users
 
@@ -175,7 +185,11 @@ class LoadProcess:
         scenario = load.settings.scenario
 
         def report(call: Call, fire: Any = self.environment.events.request.fire) -> None:
-            if load.kill_switch is not None and not load.killed and load.kill_switch.feed(time.time(), call.outcome):
+            if (
+                load.kill_switch is not None
+                and not load.killed
+                and load.kill_switch.feed(time.time(), call.outcome, call.operation)
+            ):
                 self.kill(load, load.kill_switch.tripped or "too many unexpected errors")
             fire(
                 request_type=call.operation,
@@ -204,15 +218,13 @@ class LoadProcess:
         load.users += 1
         return self.customer_for(load, f"u{load.users}", load.users)
 
-    def next_arrival(self, timeout_s: float = ARRIVAL_WAIT_S) -> Arrival | None:
-        """An arrival for an idle user, or None after timeout_s (so Locust can stop the user)."""
+    def next_arrival(self) -> Arrival | None:
+        """An arrival for an idle user: it waits, with no timer, until the dispatcher hands it one;
+        None once the run's arrivals have ended (after a nap, so an idle loop does not spin)."""
         if self.ending.is_set():
-            gevent.sleep(timeout_s)
+            gevent.sleep(ARRIVAL_WAIT_S)
             return None
-        try:
-            return self.channel.get(timeout=timeout_s)
-        except gevent.queue.Empty:
-            return None
+        return self.idle.wait()
 
     def kill(self, load: Load, reason: str) -> None:
         """The kill switch tripped here: no more arrivals in this process, and the whole run ends
@@ -229,14 +241,14 @@ class LoadProcess:
 
     def stopping(self) -> None:
         """The test is stopping: no more arrivals, customers end their chats now."""
-        self.ending.set()
+        self.end_arrivals()
         if self.load is not None and self.load.dispatcher is not None:
             self.load.dispatcher.stop()
 
     def finish(self) -> dict[str, Any] | None:
         """Stop dispatching, end every live chat (paced clean-up), close the attempts file; the
         process's summary ({worker, clean_up, arrivals}) for meta.json. None when nothing runs."""
-        self.ending.set()
+        self.end_arrivals()
         load = self.load
         if load is None or load.finished:
             return None
@@ -248,7 +260,7 @@ class LoadProcess:
         ender = self.customer_for(load, "clean-up", 0)
         summary = clean_up(
             load.chats, lambda chat, op: end_for_clean_up(ender, chat, op), gevent.sleep, time.time,
-            deadline_s=CLEAN_UP_DEADLINE_S, rates=CLEAN_UP_RATES,
+            deadline_s=CLEAN_UP_DEADLINE_S, rates=clean_up_rates(load.quotas),
         )  # fmt: skip
         load.flusher.kill(block=True)
         load.recorder.close(compact=True)

@@ -36,7 +36,7 @@ from chatload.contracts import (
     THROTTLED_CONCURRENCY,
     THROTTLED_TPS,
 )
-from chatload.harness.chats import CLEAN_UP_RATES, LiveChats, clean_up
+from chatload.harness.chats import LiveChats, clean_up, clean_up_rates
 from chatload.harness.client import Api, ClientSettings, make_clients
 from chatload.harness.customer import Customer
 from chatload.harness.recorder import INTENTS, Recorder
@@ -92,8 +92,11 @@ def worker_rows(folder: Path, worker: str) -> list[dict[str, Any]]:
         return [row for row in csv.DictReader(handle) if row.get("contact_id") or row.get("client_token")]
 
 
-def end_orphans(settings: RunSettings, folder: Path, workers: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """End the open chats of each of `workers` (lost ones); their clean-up summary by worker."""
+def end_orphans(
+    settings: RunSettings, folder: Path, workers: Iterable[str], quotas: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """End the open chats of each of `workers` (lost ones), paced by `quotas` (meta.json's); their
+    clean-up summary by worker."""
     already = [r for r in worker_rows(folder, COORDINATOR) if r.get("operation") in ENDING_OPERATIONS]
     found, pending = {}, {}
     for worker in sorted(set(workers)):
@@ -134,7 +137,7 @@ def end_orphans(settings: RunSettings, folder: Path, workers: Iterable[str]) -> 
             log.warning("chatload: ending %d chats that lost worker %s left open", len(chats), worker)
             summaries[worker] = clean_up(
                 chats, lambda chat, op, e=ender: end_for_clean_up(e, chat, op), gevent.sleep, time.time,
-                deadline_s=CLEAN_UP_DEADLINE_S, rates=CLEAN_UP_RATES,
+                deadline_s=CLEAN_UP_DEADLINE_S, rates=clean_up_rates(quotas),
             )  # fmt: skip
     finally:
         recorder.close(compact=False)  # more rows may follow (the end of the run); the report reads CSV too

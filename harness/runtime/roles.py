@@ -95,7 +95,7 @@ class LocalLoad:
     lead_s: float = 0.0
 
     def begin(self, run: Run) -> None:
-        self.load.begin(run.settings, run.run_id, run.folder, "local")
+        self.load.begin(run.settings, run.run_id, run.folder, "local", quotas=run.meta.get("quotas"))
 
     def start(self, run: Run) -> None:
         assert run.t0 is not None
@@ -119,7 +119,8 @@ class Workers:
         if run.token is None:
             run.token, run.inbox = shipping.write_token(run.folder), shipping.Inbox(run.folder)
         info = {"run_id": run.run_id, "folder": str(run.folder), "token": run.token}
-        self.runner.send_message(MSG_RUN, {**info, "seed": run.settings.scenario.arrivals.seed})
+        seed, quotas = run.settings.scenario.arrivals.seed, run.meta.get("quotas")
+        self.runner.send_message(MSG_RUN, {**info, "seed": seed, "quotas": quotas})
 
     def start(self, run: Run) -> None:
         send_shares(self.runner, run)
@@ -141,7 +142,7 @@ class Workers:
     def end_orphans(self, run: Run, workers: Iterable[str]) -> None:
         """The chats that lost workers left open, ended by StopContact (chatload.harness.runtime.orphans)."""
         try:
-            for worker, summary in end_orphans(run.settings, run.folder, workers).items():
+            for worker, summary in end_orphans(run.settings, run.folder, workers, run.meta.get("quotas")).items():
                 run.orphans[worker] = merge_summaries(run.orphans.get(worker), summary)
         except Exception:  # the end of the run (meta.json, report) must not depend on this
             log.exception("chatload: could not end the chats of lost workers")
@@ -255,7 +256,7 @@ def _wire_worker(environment: Any, load: LoadProcess) -> None:
         if shipping.must_ship(folder, run_info.get("token")):
             ship = shipping.shipper(runner.send_message, run_id, worker)
             log.info("chatload: worker %s ships its attempts rows to the master", worker)
-        load.begin(settings, run_id, folder, worker, ship)
+        load.begin(settings, run_id, folder, worker, ship, quotas=run_info.get("quotas"))
 
     def on_test_stop(environment: Any, **_: Any) -> None:
         summary = load.finish()

@@ -105,6 +105,14 @@ def chart_now(page) -> dict:
     )
 
 
+def state_of(base: str) -> str:
+    """The runner's state as Locust's server says it (not its page)."""
+    import urllib.request
+
+    with urllib.request.urlopen(base + "stats/requests", timeout=10) as answer:
+        return json.loads(answer.read())["state"]
+
+
 def check_the_form(page, scenario: Path, emu_url: str) -> None:
     page.locator('[data-chatload="note"]').wait_for(timeout=15_000)
     assert "arrival rate" in page.locator('[data-chatload="note"]').inner_text()
@@ -155,6 +163,7 @@ def check_the_charts(page) -> None:
 
 @pytest.mark.timeout(180)
 def test_run_from_the_web_ui_draws_the_throttling_charts(tmp_path):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     scenario = tmp_path / "browser.toml"
@@ -190,8 +199,18 @@ def test_run_from_the_web_ui_draws_the_throttling_charts(tmp_path):
                     accepted = total(page, ACCEPTED)
 
                     page.get_by_role("button", name="Stop").click()
-                    # stopping ends the chats and writes Locust's outputs first: slow on a busy machine
-                    page.get_by_text("STOPPED").first.wait_for(timeout=60_000)
+                    # Locust's page polls its state only while spawning or running: a poll that lands
+                    # in the stop's short "cleanup" window (users being stopped; slow on a busy
+                    # machine) leaves the page showing CLEANUP for good. The server has stopped by
+                    # then; a reload shows it (the page's own race, not the run's).
+                    stopped = page.get_by_text("STOPPED").first
+                    try:
+                        stopped.wait_for(timeout=15_000)
+                    except PlaywrightTimeout:
+                        assert page.get_by_text("CLEANUP").count() > 0, "neither STOPPED nor CLEANUP"
+                        wait_until(lambda: state_of(base) == "stopped", 60, "the runner to stop")
+                        page.reload()
+                        stopped.wait_for(timeout=15_000)
                     assert errors == []
                 finally:
                     browser.close()
