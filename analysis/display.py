@@ -98,6 +98,7 @@ EXPERIENCE_LABELS = {
     "message_delivery": "MessageDelivery (echo of a sent message)",
     "first_response": "FirstResponse (first frame from another participant)",
     "chat_ended_delivery": "ChatEndedDelivery (chat.ended frame)",
+    "heartbeat": "Heartbeat (round trip)",
 }
 
 

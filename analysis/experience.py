@@ -9,7 +9,7 @@ The harness writes one attempts row per websocket event, with the standard colum
 | MessageDelivery | from sending a message until its echo arrived on the socket |
 | FirstResponse | from StartChatContact to the first frame from another participant (SYSTEM, AGENT, bot) |
 | ChatEndedDelivery | from the ending call until the chat.ended frame |
-| Heartbeat | a heartbeat; outcome timeout when its answer never came |
+| Heartbeat | a heartbeat's round trip; outcome timeout when its answer never came |
 | WebSocketClose | a socket closed unexpectedly (outcome connection_error) |
 
 Outcomes: ok, timeout (nothing within the configured wait), connection_error (refused or dropped),
@@ -57,6 +57,7 @@ MEASURED = {
     "message_delivery": MESSAGE_DELIVERY,
     "first_response": FIRST_RESPONSE,
     "chat_ended_delivery": CHAT_ENDED_DELIVERY,
+    "heartbeat": HEARTBEAT,
 }
 DELIVERIES = (MESSAGE_DELIVERY, CHAT_ENDED_DELIVERY)
 

@@ -13,7 +13,7 @@ import pandas as pd
 from chatload.analysis import inference
 from chatload.analysis.arrivals import process_label
 from chatload.analysis.columns import ONSET_SHARE, SUSTAINED_WINDOW_S
-from chatload.contracts import DROPPED, OK, POISSON, START_CHAT, THROTTLED_TPS, UNIFORM
+from chatload.contracts import CHAT_EXPERIENCE_OPERATIONS, DROPPED, OK, POISSON, START_CHAT, THROTTLED_TPS, UNIFORM
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,11 @@ def concurrency(peak: int, per_operation: pd.DataFrame, quotas: Quotas) -> dict[
 
 
 def retries(per_operation: pd.DataFrame) -> dict[str, Any]:
+    """HTTP attempts per call, for StartChatContact and for every API operation (the chat socket's
+    rows are no HTTP calls: counted, they would water the figure down)."""
     row = per_operation[per_operation["operation"] == START_CHAT]
-    calls_all, attempts_all = int(per_operation["calls"].sum()), int(per_operation["http_attempts"].sum())
+    api = per_operation[~per_operation["operation"].isin(CHAT_EXPERIENCE_OPERATIONS)]
+    calls_all, attempts_all = int(api["calls"].sum()), int(api["http_attempts"].sum())
     calls, attempts = (int(row["calls"].sum()), int(row["http_attempts"].sum())) if len(row) else (0, 0)
     return {
         "start_calls": calls,

@@ -848,6 +848,9 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
             ),
             end_by=chat.get("end_by") or "disconnect",
             chat_duration_minutes=chat.get("chat_duration_minutes"),
+            # meta.json before it said so: most such runs held no socket (off by default then)
+            websocket=bool(chat.get("websocket", False)),
+            websocket_wait_s=float(chat.get("websocket_wait_s") or 10.0),
         ),
         retry=RetryPolicy(mode=str(retry.get("mode") or "off"), max_attempts=int(retry.get("max_attempts") or 1)),
         target=Target(

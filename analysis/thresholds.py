@@ -18,7 +18,7 @@ EXPERIENCE_THRESHOLDS = {
     "max_message_delivery_p95_ms": ("message_delivery", "p95_ms"),
     "max_first_response_p95_s": ("first_response", "p95_s"),
 }
-NO_EXPERIENCE_NOTE = "no chat-experience rows: [chat] websocket is off?"
+NO_EXPERIENCE_NOTE = "no chat-experience rows: [chat] websocket = false or connect = false?"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ Nothing here imports locust, gevent or boto3, reads a clock or sleeps: callers p
 - KillSwitch: trips when, within a sliding window, the share of unexpected errors among calls passes
   the limit (after at least min_calls calls). Throttles by class (throttled_tps,
   throttled_concurrency) are what a throttling test measures, so they never count; a 429 of unknown
-  meaning (throttled_unknown) does. Dropped arrivals are not calls.
+  meaning (throttled_unknown) does. Dropped arrivals are not calls, nor are the chat socket's
+  measurements (a FirstResponse times out whenever the flow sends nothing before the chat ends).
 - ChatBudget: how many more chats may start.
 - Clean-up: what a StopContact answer means for a contact, and the meta.json "clean_up" entry.
 """
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatload.contracts import DROPPED, UNEXPECTED_OUTCOMES
+from chatload.contracts import CHAT_EXPERIENCE_OPERATIONS, DROPPED, UNEXPECTED_OUTCOMES
 from chatload.harness.scenario import model as scenario_model
 
 # Safe defaults for target kind "aws" (docs/real-instance.md): the stricter of ours and those the
@@ -37,6 +38,7 @@ _LOADER_DEFAULTS = {
 
 UNEXPECTED = frozenset(UNEXPECTED_OUTCOMES)
 NOT_A_CALL = frozenset({DROPPED})
+NOT_AN_API_CALL = frozenset(CHAT_EXPERIENCE_OPERATIONS)  # the chat socket's rows: no load on the service
 
 
 @dataclass(frozen=True)
@@ -126,9 +128,10 @@ class KillSwitch:
         """Why the run must stop (one line), or None while all is well."""
         return self._reason
 
-    def feed(self, t: float, outcome: str) -> str | None:
-        """Count one call's outcome; returns the trip reason once tripped."""
-        if outcome in NOT_A_CALL or self.max_error_share is None:
+    def feed(self, t: float, outcome: str, operation: str = "") -> str | None:
+        """Count one call's outcome; returns the trip reason once tripped. A row of the chat socket
+        (`operation` one of CHAT_EXPERIENCE_OPERATIONS) is no API call and does not count."""
+        if outcome in NOT_A_CALL or operation in NOT_AN_API_CALL or self.max_error_share is None:
             return self._reason
         self._latest = max(self._latest, t)
         self._calls.append((t, outcome))

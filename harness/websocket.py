@@ -6,11 +6,12 @@ Three layers, each testable alone:
   `parse_frame` for what it receives, and the tests on a transcript item (`is_chat_ended`,
   `is_response`, `is_echo`);
 - `SocketState` (pure): what one chat's socket has seen, fed frame by frame with their arrival times,
-  and the measurements waiting for a frame (`Expectation`);
+  and the measurements waiting for a frame (`Expectation`); `Subscription` (pure): ChatJS's subscribe,
+  resent when unanswered or refused, as a state machine over what `SocketState` saw;
 - `ChatSocket`: one chat's open socket over an injected connection (`recv_text`, `send_text`, `close`,
   `abort`), a reader loop and a heartbeat loop started through an injected `spawn`, rows handed to
-  an injected `record`. `open_chat_socket` opens one with websocket-client (patched sockets under
-  Locust's gevent): the only place here that touches the network.
+  an injected `record`. `open_chat_socket` opens one through harness/wsclient.py (wsproto over
+  Locust's gevent-patched sockets), the only network code the socket uses.
 
 The customer (pure core) never imports this module: the runtime injects `open_chat_socket` (bound to
 its spawner and clock) as the customer's `open_socket`. Neither the socket URL (it carries a token)
@@ -23,6 +24,7 @@ import contextlib
 import json
 import math
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +45,16 @@ from chatload.contracts import (
 
 HEARTBEAT_S = 10.0  # ChatJS's heartbeat period
 CLOSE_WAIT_S = 1.0  # how long a closing socket waits for the server's close frame
+SUBSCRIBE_RESEND_S = 1.0  # ChatJS resends a subscribe frame left unanswered this long
+SUBSCRIBE_RETRY_S = 0.5  # ... and sends it again this long after a "failure" answer
+# aws/chat frames a socket keeps for measurements asked for after their frame came (an echo can beat
+# SendMessage's answer): the latest few, not the whole chat (memory stays flat however long it lasts).
+RECENT_FRAMES = 16
 CHAT_TOPIC = "aws/chat"
 SUBSCRIBE_TOPIC = "aws/subscribe"
 HEARTBEAT_TOPIC = "aws/heartbeat"
 HEARTBEAT_FRAME = json.dumps({"topic": HEARTBEAT_TOPIC})
+SUCCESS = "success"  # the subscribe answer's status that subscribes
 CHAT_ENDED = "application/vnd.amazonaws.connect.event.chat.ended"
 # Roles whose frames answer the customer (the first one after StartChatContact is FirstResponse).
 RESPONDER_ROLES = frozenset({"SYSTEM", "AGENT", "CUSTOM_BOT"})
@@ -60,6 +68,9 @@ Record = Callable[..., Any]  # record(operation, outcome, *, t_start, latency_ms
 
 def subscribe_frame() -> str:
     return json.dumps({"topic": SUBSCRIBE_TOPIC, "content": {"topics": [CHAT_TOPIC]}})
+
+
+SUBSCRIBE_FRAME = subscribe_frame()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,34 +156,61 @@ class Result:
 
 @dataclass(slots=True)
 class SocketState:
-    """What one chat's socket has seen; `feed` each frame with its arrival time (epoch s)."""
+    """What one chat's socket has seen; `feed` each frame with its arrival time (epoch s).
 
-    frames: list[tuple[float, Frame]] = field(default_factory=list)
+    Only what a measurement can still ask for is kept, so a long chat costs no more memory than a
+    short one: the latest RECENT_FRAMES aws/chat frames, the arrival of the first response and of
+    chat.ended, and the subscribe answer."""
+
+    recent: deque[tuple[float, Frame]] = field(default_factory=lambda: deque(maxlen=RECENT_FRAMES))
     pending: list[Expectation] = field(default_factory=list)
-    subscribe: str = ""  # "success", "failure", GATEWAY_ERROR, or "" (no answer yet)
+    subscribe: str = ""  # SUCCESS once subscribed (it stays); else the last answer ("failure", GATEWAY_ERROR) or ""
+    subscribe_at: float = math.nan  # that answer's arrival
+    answers: int = 0  # subscribe answers (gateway errors included) until subscribed: a new one is news
     heartbeat_sent: float | None = None  # unanswered heartbeat
+    first_response_at: float | None = None  # the first response's arrival
     ended_at: float | None = None  # chat.ended's arrival
 
     def feed(self, frame: Frame, now: float) -> list[Result]:
         """Take a frame; the expectations it met, as ok results."""
-        self.frames.append((now, frame))
-        if frame.error and not self.subscribe:
-            self.subscribe = GATEWAY_ERROR
-        elif frame.topic == SUBSCRIBE_TOPIC and frame.status:
-            self.subscribe = frame.status
+        item = frame.item
+        if item is not None:
+            self.recent.append((now, frame))
+            if self.first_response_at is None and is_response(item):
+                self.first_response_at = now
+            if self.ended_at is None and is_chat_ended(item):
+                self.ended_at = now
         elif frame.topic == HEARTBEAT_TOPIC:
-            self.heartbeat_sent = None
-        elif frame.item is not None and is_chat_ended(frame.item) and self.ended_at is None:
-            self.ended_at = now
+            sent, self.heartbeat_sent = self.heartbeat_sent, None
+            if sent is not None:  # its round trip: a Heartbeat row (the report counts them)
+                beat = Result(HEARTBEAT, OK, sent, (now - sent) * 1000.0)
+                return [beat, *self._met(frame, now)] if self.pending else [beat]
+        elif self.subscribe != SUCCESS and (frame.error or (frame.topic == SUBSCRIBE_TOPIC and frame.status)):
+            self.subscribe = GATEWAY_ERROR if frame.error else frame.status
+            self.subscribe_at = now
+            self.answers += 1
+        return self._met(frame, now) if self.pending else []
+
+    def _met(self, frame: Frame, now: float) -> list[Result]:
         met = [e for e in self.pending if e.matches(frame)]
-        self.pending = [e for e in self.pending if e not in met]
+        if met:
+            self.pending = [e for e in self.pending if e not in met]
         return [Result(e.operation, OK, e.t_start, (now - e.t_start) * 1000.0) for e in met]
+
+    def seen(self, matches: Callable[[Frame], bool], since: float) -> float | None:
+        """The arrival of the first frame kept that `matches`, at or after `since` (None: none).
+        The first response and chat.ended are remembered beyond the recent frames: FirstResponse
+        and ChatEndedDelivery may be asked for after many frames."""
+        for mark, at in ((first_response, self.first_response_at), (chat_ended, self.ended_at)):
+            if matches is mark and at is not None and at >= since:
+                return at
+        return next((at for at, frame in self.recent if at >= since and matches(frame)), None)
 
     def expect(self, expectation: Expectation) -> Result | None:
         """Wait for a frame, or the ok result at once when one already seen (at or after its start) meets it."""
-        for at, frame in self.frames:
-            if at >= expectation.t_start and expectation.matches(frame):
-                return Result(expectation.operation, OK, expectation.t_start, (at - expectation.t_start) * 1000.0)
+        at = self.seen(expectation.matches, expectation.t_start)
+        if at is not None:
+            return Result(expectation.operation, OK, expectation.t_start, (at - expectation.t_start) * 1000.0)
         self.pending.append(expectation)
         return None
 
@@ -182,9 +220,61 @@ class SocketState:
         self.pending = [e for e in self.pending if e not in gone]
         return [Result(e.operation, outcome, e.t_start, (min(now, e.deadline) - e.t_start) * 1000.0) for e in gone]
 
+    def censor(self, now: float) -> None:
+        """The chat has ended: drop, without a result, the expectations a closing socket does not wait
+        for (FirstResponse) that were not yet due: they never had their chance (a censored wait)."""
+        self.pending = [e for e in self.pending if e.settle or now >= e.deadline]
+
     def settle_deadline(self) -> float | None:
         """When the last expectation a closing socket waits for times out (None: none left)."""
         return max((e.deadline for e in self.pending if e.settle), default=None)
+
+
+@dataclass(slots=True)
+class Subscription:
+    """ChatJS's subscribe (connect-facts.md), as one Subscribe row: the frame is sent again when no
+    answer came within SUBSCRIBE_RESEND_S of a send, and SUBSCRIBE_RETRY_S after a "failure" answer; a
+    gateway error frame ({"message": ...}) is no answer to ChatJS (it only logs it). The row's latency
+    runs from the first send to the success frame; without one by `deadline` (websocket_wait) the
+    client gives up: `client_error` with the last answer's code (SubscribeFailure, GatewayError), else
+    `timeout`, both with the wait as latency. ChatJS's own limits (3 unanswered resends, 5 failures in
+    a row) are not applied: the harness measures until websocket_wait, as for every other frame.
+
+    `step(state, now, gone)` says what to do; the socket sends when told and calls `sent(now)`."""
+
+    t0: float
+    deadline: float
+    send_at: float  # when the frame is (re)sent, unless an answer comes first
+    sends: int = 0
+    answers: int = 0  # the state's answers taken into account
+
+    @classmethod
+    def starting(cls, t0: float, wait_s: float) -> Subscription:
+        return cls(t0, t0 + wait_s, t0)
+
+    def sent(self, now: float) -> None:
+        self.sends += 1
+        self.send_at = now + SUBSCRIBE_RESEND_S
+
+    def step(self, state: SocketState, now: float, gone: bool) -> Result | float | None:
+        """The Subscribe row once settled; else None (send the frame now) or when to look again (epoch s)."""
+        if state.subscribe == SUCCESS:
+            return Result(SUBSCRIBE, OK, self.t0, (state.subscribe_at - self.t0) * 1000.0)
+        if gone:
+            return Result(SUBSCRIBE, CONNECTION_ERROR, self.t0, (now - self.t0) * 1000.0)
+        if state.answers != self.answers:
+            self.answers = state.answers
+            if state.subscribe != GATEWAY_ERROR:  # a refusal: ask again soon
+                self.send_at = state.subscribe_at + SUBSCRIBE_RETRY_S
+        if now >= self.deadline:
+            waited = (self.deadline - self.t0) * 1000.0
+            if state.subscribe:
+                code = GATEWAY_ERROR if state.subscribe == GATEWAY_ERROR else "SubscribeFailure"
+                return Result(SUBSCRIBE, CLIENT_ERROR, self.t0, waited, error_code=code)
+            return Result(SUBSCRIBE, TIMEOUT, self.t0, waited)
+        if now >= self.send_at:
+            return None
+        return min(self.send_at, self.deadline)
 
 
 def echo_of(message_id: str | None, content: str) -> Callable[[Frame], bool]:
@@ -205,7 +295,9 @@ def chat_ended(frame: Frame) -> bool:
 class ChatSocket:
     """One chat's open, subscribed socket. `conn` has `recv_text()` (a text frame, None once the
     server closed), `send_text(s)`, `close()` (sends the close frame) and `abort()` (closes the socket
-    and wakes the reader). `spawn(fn)` starts fn concurrently and returns something with `join(timeout)`."""
+    and wakes the reader). `spawn(fn)` starts fn concurrently and returns something with `join(timeout)`.
+    `condition` (default a threading.Condition, gevent's under Locust) guards the state between the
+    reader and the chat; tests pass one whose `wait` moves a fake clock."""
 
     def __init__(
         self,
@@ -216,6 +308,7 @@ class ChatSocket:
         spawn: Callable[[Callable[[], Any]], Any],
         wait_s: float,
         heartbeat_s: float = HEARTBEAT_S,
+        condition: Any = None,
     ) -> None:
         self.conn = conn
         self.record = record
@@ -228,7 +321,9 @@ class ChatSocket:
         self.closing = False  # we close it (or the chat ended): a close is no surprise
         self.gone = False  # the reader has stopped: nothing more arrives
         self.dropped = False  # ... because the socket closed unexpectedly
-        self._cond = threading.Condition()  # gevent's under Locust's monkey patching
+        self._cond = threading.Condition() if condition is None else condition
+        # Set once closing or gone: the heartbeat loop sleeps on it (one timer per beat, no lock dance).
+        self._quiet = threading.Event()
         self._reader: Any = None
         self._heart: Any = None
 
@@ -247,26 +342,14 @@ class ChatSocket:
     def _read(self) -> None:
         dropped = False
         try:
-            while True:
-                text = self.conn.recv_text()
-                if text is None:
-                    break
-                frame = parse_frame(text)
-                if frame is None:
-                    continue
-                with self._cond:
-                    results = self.state.feed(frame, self.clock())
-                    ended = self.state.ended_at is not None and not self.closing
-                    if ended:
-                        self.closing = True
-                    self._cond.notify_all()
-                self._emit(results)
-                if ended:
-                    self._send_close()  # the chat ended: the client closes its socket
+            recv, take = self.conn.recv_text, self._take
+            while (text := recv()) is not None:
+                take(text)
         except Exception:  # any failure of the socket ends the reader; no text is kept
             dropped = True
         with self._cond:
             self.gone = True
+            self._quiet.set()
             surprise = self.dropped = not self.closing
             now = self.clock()
             results = self.state.overdue(now, all_=True, outcome=CONNECTION_ERROR) if surprise else []
@@ -278,10 +361,26 @@ class ChatSocket:
                 error_code="Dropped" if dropped else "ClosedByServer",
             )  # fmt: skip
 
+    def _take(self, text: str | bytes) -> None:
+        """One frame from the server (the reader's hot path: one parse, one lock, rows only when met)."""
+        frame = parse_frame(text)
+        if frame is None:
+            return
+        with self._cond:
+            results = self.state.feed(frame, self.clock())
+            ended = self.state.ended_at is not None and not self.closing
+            if ended:
+                self.closing = True
+                self._quiet.set()
+            self._cond.notify_all()
+        if results:
+            self._emit(results)
+        if ended:
+            self._send_close()  # the chat ended: the client closes its socket
+
     def _beat(self) -> None:
-        while True:
+        while not self._quiet.wait(self.heartbeat_s):
             with self._cond:
-                self._cond.wait_for(lambda: self.closing or self.gone, timeout=self.heartbeat_s)
                 if self.closing or self.gone:
                     return
                 missed = self.state.heartbeat_sent
@@ -296,30 +395,30 @@ class ChatSocket:
     # ---------------------------------------------------------------- the chat's steps
 
     def subscribe(self) -> bool:
-        """Send the subscribe frame and wait for its answer (a Subscribe row); start heartbeats on success."""
-        t0 = self.clock()
-        try:
-            self.conn.send_text(subscribe_frame())
-        except Exception as exc:
-            self.record(SUBSCRIBE, CONNECTION_ERROR, t_start=t0, latency_ms=(self.clock() - t0) * 1000.0,
-                        error_code=type(exc).__name__)  # fmt: skip
+        """Subscribe as ChatJS does (`Subscription`: resent when unanswered or refused, until
+        websocket_wait), one Subscribe row; start heartbeats on success."""
+        sub = Subscription.starting(self.clock(), self.wait_s)
+        while True:
+            with self._cond:
+                step = sub.step(self.state, self.clock(), self.gone)
+                while isinstance(step, float):
+                    self._cond.wait(timeout=max(0.0, step - self.clock()))
+                    step = sub.step(self.state, self.clock(), self.gone)
+            if step is not None:
+                break
+            sending = self.clock()
+            try:
+                self.conn.send_text(SUBSCRIBE_FRAME)
+            except Exception as exc:
+                step = Result(SUBSCRIBE, CONNECTION_ERROR, sub.t0, (self.clock() - sub.t0) * 1000.0,
+                              error_code=type(exc).__name__)  # fmt: skip
+                break
+            sub.sent(sending)
+        self._emit([step])
+        if step.outcome != OK:
             return False
-        with self._cond:
-            self._cond.wait_for(lambda: self.state.subscribe or self.gone, timeout=self.wait_s)
-            answer, gone = self.state.subscribe, self.gone
-            answered_at = next((at for at, f in reversed(self.state.frames) if f.status or f.error), self.clock())
-        if answer == "success":
-            self.record(SUBSCRIBE, OK, t_start=t0, latency_ms=(answered_at - t0) * 1000.0)
-            self._heart = self.spawn(self._beat)
-            return True
-        if answer:
-            code = GATEWAY_ERROR if answer == GATEWAY_ERROR else "SubscribeFailure"
-            self.record(SUBSCRIBE, CLIENT_ERROR, t_start=t0, latency_ms=(answered_at - t0) * 1000.0, error_code=code)
-        elif gone:
-            self.record(SUBSCRIBE, CONNECTION_ERROR, t_start=t0, latency_ms=(self.clock() - t0) * 1000.0)
-        else:
-            self.record(SUBSCRIBE, TIMEOUT, t_start=t0, latency_ms=self.wait_s * 1000.0)
-        return False
+        self._heart = self.spawn(self._beat)
+        return True
 
     def _expect(self, operation: str, t_start: float, matches: Callable[[Frame], bool], *, settle: bool = True) -> None:
         with self._cond:
@@ -332,7 +431,7 @@ class ChatSocket:
 
     def expect_first_response(self, t_start: float) -> None:
         """FirstResponse: from StartChatContact (t_start) until the first frame of another participant;
-        a timeout when none came within websocket_wait of subscribing, or before the chat ended."""
+        a timeout when none came within websocket_wait of subscribing (no row when the chat ended sooner)."""
         with self._cond:
             result = self.state.expect(
                 Expectation(FIRST_RESPONSE, t_start, self.clock() + self.wait_s, first_response, settle=False)
@@ -355,7 +454,8 @@ class ChatSocket:
     def close(self, *, settle: bool = True) -> None:
         """Close the socket: first wait for the frames still expected, until their deadlines (without
         `settle`, when the run is ending: CLOSE_WAIT_S at most); what stays missing is a timeout (a
-        drop reported its rows already)."""
+        drop reported its rows already). A FirstResponse whose wait was still not over then is not
+        measured: the chat ended before an answer was due."""
         with self._cond:
             cap = math.inf if settle else self.clock() + CLOSE_WAIT_S
             deadline = self.state.settle_deadline()
@@ -365,9 +465,11 @@ class ChatSocket:
                     break
                 self._cond.wait(timeout=left)
                 deadline = self.state.settle_deadline()
+            self.state.censor(self.clock())
             results = self.state.overdue(self.clock(), all_=True)
             already = self.closing
             self.closing = True
+            self._quiet.set()
             self._cond.notify_all()
         self._emit(results)
         if not already:
@@ -385,46 +487,17 @@ class ChatSocket:
             self.conn.close()
 
 
-# ------------------------------------------------------------------ the network (websocket-client)
-
-
-class ClientConnection:
-    """websocket-client's WebSocket as ChatSocket's `conn`."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-
-    def recv_text(self) -> str | None:
-        import websocket
-
-        while True:
-            opcode, data = self.ws.recv_data()  # answers pings itself
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return None
-            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                return data.decode("utf-8", "replace")
-
-    def send_text(self, text: str) -> None:
-        self.ws.send(text)
-
-    def close(self) -> None:
-        self.ws.send_close()
-
-    def abort(self) -> None:
-        self.ws.abort()  # wakes a reader blocked in recv
-        self.ws.shutdown()
+# ------------------------------------------------------------------ opening one (harness/wsclient.py)
 
 
 def connect_outcome(exc: BaseException) -> tuple[str, int, str]:
     """(outcome, http_status, error_code) of a failed upgrade: a refusal by its HTTP status, like a call."""
-    import websocket
-
     from chatload.harness.outcome import classify
+    from chatload.harness.wsclient import UpgradeRefused
 
-    if isinstance(exc, websocket.WebSocketBadStatusException):
-        status = int(getattr(exc, "status_code", 0) or 0)
-        return classify(status), status, ""
-    if isinstance(exc, websocket.WebSocketTimeoutException | TimeoutError):
+    if isinstance(exc, UpgradeRefused):
+        return classify(exc.status_code), exc.status_code, ""
+    if isinstance(exc, TimeoutError):
         return TIMEOUT, 0, type(exc).__name__
     return CONNECTION_ERROR, 0, type(exc).__name__
 
@@ -442,17 +515,15 @@ def open_chat_socket(
 ) -> ChatSocket | None:
     """Open the chat's socket at `url` (a WebSocketConnect row), subscribe (a Subscribe row) and
     expect the first response; the ChatSocket, or None when it could not be opened and subscribed.
-    `wss://` URLs verify TLS (websocket-client's default)."""
+    `connect(url, timeout_s)` opens the connection (harness/wsclient.py's: `wss://` verifies TLS)."""
     if connect is None:
-        import websocket
-
-        connect = websocket.create_connection
+        from chatload.harness.wsclient import connect
     t0 = clock()
     if not url:
         record(WEBSOCKET_CONNECT, CLIENT_ERROR, t_start=t0, latency_ms=math.nan, error_code="NoWebsocketUrl")
         return None
     try:
-        ws = connect(url, timeout=wait_s, enable_multithread=True)
+        conn = connect(url, timeout_s=wait_s)
     except Exception as exc:  # classified; no message text kept (it may carry the URL)
         outcome, status, code = connect_outcome(exc)
         record(WEBSOCKET_CONNECT, outcome, t_start=t0, latency_ms=(clock() - t0) * 1000.0, http_status=status,
@@ -460,8 +531,7 @@ def open_chat_socket(
         return None
     del url
     record(WEBSOCKET_CONNECT, OK, t_start=t0, latency_ms=(clock() - t0) * 1000.0, http_status=101)
-    ws.settimeout(None)  # the reader waits as long as the chat lives
-    sock = ChatSocket(ClientConnection(ws), record=record, clock=clock, spawn=spawn, wait_s=wait_s,
+    sock = ChatSocket(conn, record=record, clock=clock, spawn=spawn, wait_s=wait_s,
                       heartbeat_s=heartbeat_s)  # fmt: skip
     sock.start()
     if not sock.subscribe():

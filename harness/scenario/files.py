@@ -325,7 +325,9 @@ def _chat(chat: Table) -> ChatLife:
         chat.fail("end_by", '"disconnect" needs connect = true (it uses the connection token); use "stop_contact"')
     persistent = chat.string("persistent", None, choices=PERSISTENT)
     minutes = chat.integer("chat_duration_minutes", None, minimum=60, maximum=10080)
-    websocket = chat.boolean("websocket", False)
+    # On by default for a customer that connects; without connect there is no socket, and only an
+    # explicit websocket = true asks for one.
+    websocket = chat.boolean("websocket", connect)
     if websocket and not connect:
         chat.fail("websocket", "needs connect = true (CreateParticipantConnection hands out the socket's URL)")
     websocket_wait = chat.duration("websocket_wait", 10.0, above=0.0, below=CONNECT_DEADLINE_S)

@@ -112,8 +112,10 @@ class ChatLife:
     persistent: Literal["ENTIRE_PAST_SESSION", "FROM_SEGMENT"] | None = None
     chat_duration_minutes: int | None = None
     # The Participant Service websocket (harness/websocket.py): connect, subscribe, heartbeat, read
-    # every frame; websocket_wait_s is how long a frame may take before its row is a timeout.
-    websocket: bool = False
+    # every frame; websocket_wait_s is how long a frame may take before its row is a timeout. On by
+    # default: every customer that connects holds its chat's socket (none without connect);
+    # websocket = false keeps the HTTP-only chat.
+    websocket: bool = True
     websocket_wait_s: float = 10.0
 
 
@@ -326,6 +328,8 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
             "end_by": s.chat.end_by,
             "persistent": s.chat.persistent,
             "chat_duration_minutes": s.chat.chat_duration_minutes,
+            "websocket": s.chat.connect and s.chat.websocket,  # held only by a customer that connects
+            "websocket_wait_s": s.chat.websocket_wait_s,
         },
         "retry": {"mode": s.retry.mode, "max_attempts": s.retry.max_attempts},
         "target": {

@@ -167,6 +167,16 @@ def test_thresholds_judged_on_the_websocket(make_run, attempt_row) -> None:
     assert main([str(run_dir)]) == 0
 
 
+def test_retry_amplification_counts_api_calls_only(make_run, attempt_row) -> None:
+    # one StopContact took 3 HTTP attempts: 10 attempts for 8 API calls; the socket's 21 rows
+    # (1 "attempt" each) are no HTTP calls and must not water that down to 31 / 29
+    rows = http_rows(attempt_row) + websocket_rows(attempt_row)
+    rows[1] = attempt_row(5.0, "StopContact", "ok", 50.0, stage="only", chat="c0", attempts=3)
+    summary = build_report(make_run({"w1": rows}))
+    item = next(i for i in summary["findings"]["items"] if i["name"] == "retry_amplification")
+    assert "4 HTTP attempts for 4 StartChatContact calls (1.00x); all operations 1.25x." in item["text"]
+
+
 def test_existing_runs_unaffected(make_run, attempt_row) -> None:
     run_dir = make_run({"w1": http_rows(attempt_row)})
     summary = build_report(run_dir)
@@ -186,7 +196,7 @@ def test_threshold_without_websocket_rows_fails_with_a_note(make_run, attempt_ro
     summary = json.loads((run_dir / "summary.json").read_text())
     judged = {t["name"]: t for t in summary["thresholds"]}["max_first_response_p95_s"]
     assert (judged["passed"], judged["observed"], judged["note"]) == (False, None, NO_EXPERIENCE_NOTE)
-    assert "[chat] websocket is off?" in (run_dir / "report.md").read_text()
+    assert "[chat] websocket = false or connect = false?" in (run_dir / "report.md").read_text()
 
 
 def test_no_ok_delivery_is_nothing_to_measure(attempt_row, make_run) -> None:

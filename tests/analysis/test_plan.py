@@ -313,6 +313,9 @@ def test_plan_for_meta_plans_the_run_as_it_was():
     assert planned is not None
     assert planned == planner.plan(scenario, runs=20, search=False) | {"quotas_used": planned["quotas_used"]}
     assert planned["quotas_used"]["sources"]["rate"] == "emulator"
+    assert planner.scenario_from_dict(meta["scenario"]).chat == scenario.chat  # the socket too
+    older = {**meta["scenario"], "chat": {k: v for k, v in meta["scenario"]["chat"].items() if k != "websocket"}}
+    assert planner.scenario_from_dict(older).chat.websocket is False  # off by default when it went unrecorded
     assert planner.plan_for_meta({}) is None
     assert planner.plan_for_meta({"scenario": {"stages": [{"name": "x", "duration_s": -1}]}}) is None
 

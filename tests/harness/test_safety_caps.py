@@ -109,6 +109,20 @@ def test_throttles_are_data_not_errors():
     assert ks.tripped is None
 
 
+def test_chat_socket_rows_are_not_calls():
+    # hold 0: every chat's FirstResponse times out (the chat ended before the flow's greeting);
+    # with the socket on by default that must not stop a run on a real instance
+    ks = safety.KillSwitch(0.1, min_calls=10, window_s=30)
+    for i in range(100):
+        ks.feed(i * 0.1, "ok", "StartChatContact")
+        ks.feed(i * 0.1, "timeout", "FirstResponse")
+        ks.feed(i * 0.1, "connection_error", "WebSocketClose")
+    assert ks.tripped is None
+    for i in range(12):
+        ks.feed(10 + i * 0.1, "timeout", "StartChatContact")  # 12 of 112 API calls
+    assert ks.tripped is not None and "12 of 112 calls" in ks.tripped
+
+
 @pytest.mark.parametrize("outcome", sorted(safety.UNEXPECTED_OUTCOMES))
 def test_each_unexpected_outcome_counts(outcome):
     ks = safety.KillSwitch(0.2, min_calls=10, window_s=30)

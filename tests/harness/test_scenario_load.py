@@ -84,6 +84,7 @@ def test_ci_smoke_is_short_and_gentle():
     assert (s.chat.hold.max_s or 0) <= 10
     assert peak_rate(s) < 3  # below StartChatContact 5/s and DisconnectParticipant 3/s
     assert s.thresholds.max_outcome_share["server_error"] == 0
+    assert s.chat.websocket and s.thresholds.max_message_delivery_p95_ms == 1000  # the chat experience too
 
 
 def test_tps_ceiling_steps_from_1_to_15_in_about_3_minutes():
@@ -353,6 +354,8 @@ def test_scenario_to_dict_is_json_and_complete():
     assert d["duration_s"] == s.duration_s
     assert d["users"] == pool_size(s)
     assert d["chat"]["hold"] == {"distribution": "exponential", "mean_s": 30.0, "sigma": 0.5, "max_s": 120.0}
+    assert (d["chat"]["websocket"], d["chat"]["websocket_wait_s"]) == (True, 10.0)  # on by default
+    assert scenario_to_dict(load_scenario(BUILTIN / "tps-ceiling.toml"))["chat"]["websocket"] is False  # no connect
     assert d["target"]["emulator_config"]["instances"][0]["concurrent_chats"] == 2000
     assert d["thresholds"]["max_outcome_share"]["throttled_concurrency"] == 0
     assert set(d) >= {"retry", "safety", "purpose", "path"}

@@ -1,17 +1,21 @@
 """No secrets in a run folder or in Locust's output, even at --loglevel DEBUG (issue 8, point 5).
 
 A recording reverse proxy on loopback sits between Locust and the emulator and keeps every
-ParticipantToken and ConnectionToken the emulator hands out (response bodies), every bearer token
-sent back (X-Amz-Bearer) and every SigV4 signature (Authorization). After a short run with connect
-and messages, every file of the run folder (as bytes; Parquet files also cell by cell) and the Locust
-process's output are scanned for each of them, for the dummy access key and for the dummy secret key.
+ParticipantToken and ConnectionToken the emulator hands out (response bodies), the token in every
+chat socket's URL (Websocket.Url: the socket is on by default, and the proxy tunnels its upgrade),
+every bearer token sent back (X-Amz-Bearer) and every SigV4 signature (Authorization). After a short
+run with connect and messages, every file of the run folder (as bytes; Parquet files also cell by
+cell) and the Locust process's output are scanned for each of them, for the dummy access key and for
+the dummy secret key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +46,7 @@ class Seen:
         self.secrets: dict[str, set[str]] = {
             "ParticipantToken": set(),
             "ConnectionToken": set(),
+            "WebsocketUrl": set(),  # the token a socket's URL carries (its last path segment)
             "bearer": set(),
             "signature": set(),
         }
@@ -61,6 +66,8 @@ def collect_tokens(value: object, seen: Seen) -> None:
         for key, item in value.items():
             if key in TOKEN_KEYS and isinstance(item, str):
                 seen.add(key, item)
+            elif key == "Websocket" and isinstance(item, dict) and isinstance(item.get("Url"), str):
+                seen.add("WebsocketUrl", item["Url"].rstrip("/").rsplit("/", 1)[-1])
             else:
                 collect_tokens(item, seen)
     elif isinstance(value, list):
@@ -80,6 +87,9 @@ def recording_proxy(upstream: str, seen: Seen) -> Iterator[str]:
             pass
 
         def forward(self) -> None:
+            if self.headers.get("Upgrade", "").lower() == "websocket":
+                self.tunnel()
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -113,6 +123,28 @@ def recording_proxy(upstream: str, seen: Seen) -> Iterator[str]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def tunnel(self) -> None:
+            """A chat socket's upgrade: the request as it came, then the bytes both ways until a side closes."""
+            seen.count("upgrade")
+            upstream_sock = socket.create_connection((target.hostname, target.port), timeout=10)
+            upstream_sock.settimeout(None)
+            head = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+            upstream_sock.sendall(f"{self.requestline}\r\n{head}\r\n".encode("latin-1"))
+
+            def pump(source: socket.socket, sink: socket.socket) -> None:
+                with contextlib.suppress(OSError):
+                    while data := source.recv(65536):
+                        sink.sendall(data)
+                with contextlib.suppress(OSError):
+                    sink.shutdown(socket.SHUT_WR)
+
+            back = threading.Thread(target=pump, args=(upstream_sock, self.connection), daemon=True)
+            back.start()
+            pump(self.connection, upstream_sock)
+            back.join(timeout=10)
+            upstream_sock.close()
+            self.close_connection = True
 
         do_GET = do_POST = do_PUT = do_DELETE = forward
 
@@ -187,6 +219,9 @@ def test_no_token_or_credential_reaches_the_run_folder_or_the_log(tmp_path):
     assert chats >= 15 and connections == chats, state["operations"]
     assert len(seen.secrets["ParticipantToken"]) == chats
     assert len(seen.secrets["ConnectionToken"]) == connections
+    # every customer held its chat's socket (the default), through the proxy, and it worked
+    assert len(seen.secrets["WebsocketUrl"]) == connections == seen.operations["upgrade"]
+    assert state["websocket"]["opened"] == connections and state["websocket"]["frames_pushed"] > 0
     # every ParticipantToken went out as a bearer (CreateParticipantConnection), and connection tokens
     # did too (messages, disconnects); a chat the paced clean-up ended by StopContact never sends its own
     assert seen.secrets["bearer"] >= seen.secrets["ParticipantToken"]

@@ -13,6 +13,7 @@ import socket
 import struct
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from chatload.harness.chats import LiveChats
 from chatload.harness.client import Call
 from chatload.harness.customer import Arrival, Customer
-from chatload.harness.scenario.files import load_scenario
+from chatload.harness.scenario.files import adhoc_scenario, load_scenario
 from chatload.harness.scenario.model import ChatLife, HoldTime
 from chatload.harness.scenario.schema import ScenarioError
 from chatload.harness.websocket import (
@@ -144,10 +145,12 @@ class Gateway:
     """Speaks the chat websocket's protocol to every client: the subscribe answer (then a SYSTEM
     greeting), heartbeat answers, `push`ed aws/chat frames, the close handshake. `status` other than
     101 refuses the upgrade; `heartbeats` False leaves heartbeats unanswered; `drop_after_subscribe`
-    closes the TCP connection right after the subscribe answer."""
+    closes the TCP connection right after the subscribe answer; `answers` are the statuses of a
+    connection's first subscribe answers ("success", "failure", None: no answer; then "success")."""
 
-    def __init__(self, status=101, heartbeats=True, greet=True, drop_after_subscribe=False):
+    def __init__(self, status=101, heartbeats=True, greet=True, drop_after_subscribe=False, answers=()):
         self.status, self.heartbeats, self.greet, self.drop = status, heartbeats, greet, drop_after_subscribe
+        self.answers = list(answers)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.conns: list[socket.socket] = []
@@ -181,10 +184,14 @@ class Gateway:
         with self.lock:
             conn.sendall(frame_bytes(opcode, text.encode()))
 
-    def push(self, frame: str):
+    def push(self, frame: str | bytes):
         for conn in list(self.conns):
             with contextlib.suppress(OSError):
-                self.send(conn, frame)
+                if isinstance(frame, bytes):  # raw payload of a text frame, valid UTF-8 or not
+                    with self.lock:
+                        conn.sendall(frame_bytes(1, frame))
+                else:
+                    self.send(conn, frame)
 
     def serve(self, conn: socket.socket):
         with conn:
@@ -209,6 +216,7 @@ class Gateway:
             )
             self.conns.append(conn)
             self.open += 1
+            answers = list(self.answers)
             try:
                 while True:
                     opcode, payload = read_frame(conn)
@@ -219,8 +227,13 @@ class Gateway:
                     self.received.append(text)
                     topic = json.loads(text).get("topic")
                     if topic == "aws/subscribe":
-                        answer = {"topic": "aws/subscribe", "content": {"status": "success", "topics": ["aws/chat"]}}
+                        status = answers.pop(0) if answers else "success"
+                        if status is None:
+                            continue
+                        answer = {"topic": "aws/subscribe", "content": {"status": status, "topics": ["aws/chat"]}}
                         self.send(conn, json.dumps(answer))
+                        if status != "success":
+                            continue
                         if self.drop:
                             conn.shutdown(socket.SHUT_RDWR)
                             return
@@ -392,8 +405,11 @@ def test_heartbeats_answered_and_missed(tmp_path, gateway_factory):
     life = ChatLife(connect=True, hold=HoldTime("fixed", 0.5), websocket=True, websocket_wait_s=0.5)
     gw = gateway_factory()
     rows, _ = live_one_chat(GatewayApi(gw), life, heartbeat_s=0.1)
-    assert HEARTBEAT_FRAME in gw.received
-    assert not [r for r in rows if r["operation"] == "Heartbeat"]  # all answered
+    sent = gw.received.count(HEARTBEAT_FRAME)
+    beats = [r for r in rows if r["operation"] == "Heartbeat"]
+    assert sent >= 2 and {r["outcome"] for r in beats} == {"ok"}  # each answered: its round trip
+    assert sent - 1 <= len(beats) <= sent  # the last one's answer may still be on its way at the close
+    assert all(0 <= r["latency_ms"] < 100 for r in beats)
     silent = gateway_factory(heartbeats=False)
     rows, _ = live_one_chat(GatewayApi(silent), life, heartbeat_s=0.1)
     missed = [r for r in rows if r["operation"] == "Heartbeat"]
@@ -440,6 +456,36 @@ def test_an_unexpected_close(tmp_path, gateway_factory):
     assert not any(math.isnan(r["latency_ms"]) for r in rows)
 
 
+def test_subscribe_resent_as_chatjs_does(tmp_path, gateway_factory):
+    # unanswered, then refused, then subscribed: frames at 0 s, 1 s (no answer), 1.5 s (500 ms after the refusal)
+    gw = gateway_factory(answers=[None, "failure"])
+    rows, _ = live_one_chat(GatewayApi(gw), replace(LIFE, websocket_wait_s=3.0))
+    subscribes = [r for r in rows if r["operation"] == "Subscribe"]
+    assert [(r["outcome"], r["error_code"]) for r in subscribes] == [("ok", "")]
+    assert 1450.0 <= subscribes[0]["latency_ms"] < 2500.0
+    assert gw.received.count(subscribe_frame()) == 3
+    assert ("FirstResponse", "ok") in socket_rows(rows)  # the greeting follows the success answer
+    assert wait_until(lambda: gw.open == 0)
+
+
+def test_invalid_utf8_drops_the_socket(tmp_path, gateway_factory):
+    # websocket-client's own check is off (harness/websocket.py): the client's strict decode fails the socket
+    gw = gateway_factory()
+    api = GatewayApi(gw)
+    real_call = api.call
+
+    def call(operation, **kw):
+        if operation == "SendMessage":
+            gw.push(b'{"topic":"aws/chat","content":"\xff\xfe"}')
+        return real_call(operation, **kw)
+
+    api.call = call
+    rows, _ = live_one_chat(api)
+    [close] = [r for r in rows if r["operation"] == "WebSocketClose"]
+    assert (close["outcome"], close["error_code"]) == ("connection_error", "Dropped")
+    assert wait_until(lambda: gw.open == 0)
+
+
 def test_no_url_no_socket(tmp_path):
     rows = []
 
@@ -472,12 +518,20 @@ def test_chat_keys(tmp_path):
     path.write_text(STAGE + '[chat]\nwebsocket = true\nwebsocket_wait = "2s"\n', encoding="utf-8")
     chat = load_scenario(path).chat
     assert (chat.websocket, chat.websocket_wait_s) == (True, 2.0)
+    # on by default for a customer that connects; websocket = false keeps the HTTP-only chat
     path.write_text(STAGE, encoding="utf-8")
-    assert (load_scenario(path).chat.websocket, load_scenario(path).chat.websocket_wait_s) == (False, 10.0)
+    assert (load_scenario(path).chat.websocket, load_scenario(path).chat.websocket_wait_s) == (True, 10.0)
+    assert adhoc_scenario(2.0, 10.0).chat.websocket
+    path.write_text(STAGE + "[chat]\nwebsocket = false\n", encoding="utf-8")
+    assert load_scenario(path).chat.websocket is False
+    # no connection, no socket: by default simply none; asked for explicitly, a one-line error
+    path.write_text(STAGE + '[chat]\nconnect = false\nend_by = "stop_contact"\n', encoding="utf-8")
+    assert load_scenario(path).chat.websocket is False
     for text, words in [
         ('websocket = true\nconnect = false\nend_by = "stop_contact"\n', "websocket: needs connect = true"),
         ('websocket_wait = "0s"\n', "websocket_wait: must be longer than 0"),
     ]:
         path.write_text(STAGE + "[chat]\n" + text, encoding="utf-8")
-        with pytest.raises(ScenarioError, match=words):
+        with pytest.raises(ScenarioError, match=words) as raised:
             load_scenario(path)
+        assert "\n" not in str(raised.value)
