@@ -108,7 +108,7 @@ def experience_view(experience: dict[str, Any] | None) -> pd.DataFrame:
     rows = []
     for key, label in EXPERIENCE_LABELS.items():
         entry = (experience or {}).get(key)
-        if not entry:
+        if not entry or not entry["count"]:  # e.g. no heartbeat in chats shorter than 10 s
             continue
         rows.append(
             [label, *(entry[k] for k in ("count", "ok", "timeout", "connection_error", "other"))]
