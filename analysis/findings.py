@@ -172,28 +172,31 @@ def littles_law(target_rate: float, durations: pd.DataFrame, quotas: Quotas, tar
     }
 
 
-def _interval(found: dict[str, Any], digits: int, unit: str = "") -> str:
-    """ "between 4.99 and 5.01/s" (a digit more, up to two, while both ends round alike), "of 5.00/s"
-    when they still do, "of at least 4.99/s" without an upper bound."""
-    if found["high"] is None:
-        return f"of at least {_fmt(found['low'], digits)}{unit}"
+def _ends(found: dict[str, Any], digits: int) -> tuple[str, str | None]:
+    """Both ends of an inferred interval, a digit more (up to two) while they round alike; (low,
+    None) when they still do, so the caller prints one value."""
     for extra in range(3):
         low, high = _fmt(found["low"], digits + extra), _fmt(found["high"], digits + extra)
         if low != high:
-            return f"between {low} and {high}{unit}"
-    return f"of {low}{unit}"
+            return low, high
+    return low, None
+
+
+def _interval(found: dict[str, Any], digits: int, unit: str = "") -> str:
+    """ "between 4.99 and 5.01/s", "of 5.00/s" when both ends round alike, "of at least 4.99/s"
+    without an upper bound."""
+    if found["high"] is None:
+        return f"of at least {_fmt(found['low'], digits)}{unit}"
+    low, high = _ends(found, digits)
+    return f"of {low}{unit}" if high is None else f"between {low} and {high}{unit}"
 
 
 def _span(found: dict[str, Any], digits: int) -> str:
-    """ "4.99-5.01" (a digit more, up to two, while both ends round alike), "5.000" when they still do,
-    ">= 4.99" without an upper bound."""
+    """ "4.99-5.01", "5.000" when both ends round alike, ">= 4.99" without an upper bound."""
     if found["high"] is None:
         return f">= {_fmt(found['low'], digits)}"
-    for extra in range(3):
-        low, high = _fmt(found["low"], digits + extra), _fmt(found["high"], digits + extra)
-        if low != high:
-            return f"{low}-{high}"
-    return low
+    low, high = _ends(found, digits)
+    return low if high is None else f"{low}-{high}"
 
 
 def inferred_rate_item(bucket: dict[str, Any], quotas: Quotas, target: str) -> dict[str, Any]:

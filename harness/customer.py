@@ -26,7 +26,7 @@ import math
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -122,41 +122,32 @@ class Customer:
         client_token = kw.get("ClientToken", "") if operation == START_CHAT else ""
         if not contact_id and call.response is not None:
             contact_id = call.response.get("ContactId", "")
+        self.keep(call, stage, chat, contact_id, t_intended=t_intended, client_token=client_token)
+        return call
+
+    def keep(
+        self, call: Call, stage: str, chat: str, contact_id: str, *, t_intended: float = math.nan,
+        client_token: str = "",
+    ) -> None:  # fmt: skip
+        """The call's attempts row, and the call reported (to Locust's stats, the kill switch)."""
         self.recorder.record(
             new_row(
-                operation,
-                call.outcome,
-                t_start=call.t_start,
-                latency_ms=call.latency_ms,
-                http_status=call.http_status,
-                error_code=call.error_code,
-                attempts=call.attempts,
-                first_outcome=call.first_outcome,
-                t_intended=t_intended,
-                stage=stage,
-                chat=chat,
-                contact_id=contact_id,
-                client_token=client_token,
+                call.operation, call.outcome, t_start=call.t_start, latency_ms=call.latency_ms,
+                http_status=call.http_status, error_code=call.error_code, attempts=call.attempts,
+                first_outcome=call.first_outcome, t_intended=t_intended, stage=stage, chat=chat,
+                contact_id=contact_id, client_token=client_token,
             )
-        )
-        if self.report is not None:
-            self.report(call)
-        return call
+        )  # fmt: skip
+        if self.report is not None:  # a measurement with no latency (NaN) is reported as 0 ms
+            self.report(call if call.latency_ms == call.latency_ms else replace(call, latency_ms=0.0))
 
     def socket_row(
         self, stage: str, chat: str, contact_id: str, operation: str, outcome: str, *, t_start: float,
         latency_ms: float, http_status: int = 0, error_code: str = "",
     ) -> None:  # fmt: skip
         """Record (and report) one of the websocket's measurements, as a call's row."""
-        self.recorder.record(
-            new_row(
-                operation, outcome, t_start=t_start, latency_ms=latency_ms, http_status=http_status,
-                error_code=error_code, stage=stage, chat=chat, contact_id=contact_id,
-            )
-        )  # fmt: skip
-        if self.report is not None:
-            latency = latency_ms if latency_ms == latency_ms else 0.0
-            self.report(Call(operation, outcome, http_status, error_code, 1, outcome, t_start, latency))
+        call = Call(operation, outcome, http_status, error_code, 1, outcome, t_start, latency_ms)
+        self.keep(call, stage, chat, contact_id)
 
     # ------------------------------------------------------------------ one chat
 

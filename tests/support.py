@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -224,3 +225,23 @@ def start_chat(client, **extra):
         InstanceId=DEFAULT_INSTANCE_ID, ContactFlowId=DEFAULT_CONTACT_FLOW_ID,
         ParticipantDetails={"DisplayName": "Ann"}, **extra,
     )  # fmt: skip
+
+
+def wait_for(predicate, timeout_s: float = 5.0, step_s: float = 0.02) -> bool:
+    """Poll `predicate` until it holds or timeout_s passes; whether it held (asked once more at the end)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return bool(predicate())
+
+
+def error_of(call, *args, **kwargs) -> dict:
+    """The error response (botocore's ClientError.response) of a boto3 call that must fail."""
+    import pytest
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as caught:
+        call(*args, **kwargs)
+    return caught.value.response

@@ -6,7 +6,7 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from support import connect_client, participant_client
+from support import connect_client, error_of, participant_client, wait_for
 from support import start_chat as start
 
 from chatload.contracts import DEFAULT_CONTACT_FLOW_ID as FLOW
@@ -16,21 +16,6 @@ from chatload.emulator_control import ConfigRejected, running_emulator
 pytestmark = pytest.mark.e2e
 
 ROOMY = {"rates": {"StartChatContact": {"rate": 1000, "burst": 1000}}}
-
-
-def error_of(call, *args, **kwargs):
-    with pytest.raises(ClientError) as caught:
-        call(*args, **kwargs)
-    return caught.value.response
-
-
-def wait_for(predicate, timeout_s=5.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture(scope="module")

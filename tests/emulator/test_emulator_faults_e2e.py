@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
-from support import connect_client, participant_client
+from support import connect_client, participant_client, wait_for
 from support import start_chat as start
 
 from chatload.contracts import DEFAULT_INSTANCE_ID as INSTANCE
@@ -22,15 +22,6 @@ def timed(call, *args, **kwargs):
     began = time.monotonic()
     result = call(*args, **kwargs)
     return time.monotonic() - began, result
-
-
-def wait_for(predicate, timeout_s=5.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def raw_request(port, request=b"PUT /contact/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"):

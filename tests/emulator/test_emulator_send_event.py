@@ -6,8 +6,7 @@ import json
 import re
 
 import pytest
-from botocore.exceptions import ClientError
-from support import connect_client, participant_client
+from support import connect_client, error_of, participant_client
 from support import start_chat as start
 
 from chatload.emulator_control import running_emulator
@@ -41,12 +40,6 @@ def chat_of(emu):
     p = participant_client(emu.url)
     out = p.create_participant_connection(ParticipantToken=chat["ParticipantToken"], Type=["CONNECTION_CREDENTIALS"])
     return p, out["ConnectionCredentials"]["ConnectionToken"], chat
-
-
-def error_of(call, **kwargs):
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    return caught.value.response
 
 
 def transcript(p, token):

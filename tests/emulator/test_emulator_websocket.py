@@ -5,10 +5,9 @@ import time
 
 import pytest
 import websocket
-from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import connect_client, participant_client
+from support import connect_client, error_of, participant_client, wait_for
 from support import start_chat as start
 
 from chatload.contracts import DEFAULT_INSTANCE_ID as INSTANCE
@@ -25,21 +24,6 @@ ROOMY = {
 }
 QUIET = {"emulator": {"time_scale": 1.0}, "flow": {"greeting": ""}, "agents": {"join": False, "reply_think": False}}
 EV = "application/vnd.amazonaws.connect.event."
-
-
-def error_of(call, *args, **kwargs):
-    with pytest.raises(ClientError) as caught:
-        call(*args, **kwargs)
-    return caught.value.response
-
-
-def wait_for(predicate, timeout_s=5.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def transcript_has(p, token, n):

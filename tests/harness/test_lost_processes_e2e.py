@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import env_without, running_locust, scenario_file
+from support import env_without, running_locust, scenario_file, wait_for
 
 from chatload.emulator_control import running_emulator
 from chatload.harness.runtime.workers import LOSS_REBALANCE_DELAY_S
@@ -47,15 +47,6 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def wait_for(check, timeout_s: float, step_s: float = 0.2) -> bool:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if check():
-            return True
-        time.sleep(step_s)
-    return check()
-
-
 def last_start_second(state: dict) -> int:
     seconds = state["per_second"].get("StartChatContact", {})
     return max((int(s) for s, c in seconds.items() if c["requests"]), default=0)
@@ -78,12 +69,13 @@ def test_workers_stop_and_end_their_chats_when_the_master_is_killed(tmp_path: Pa
                     emu.state()["instances"] and sum(i["active_chats"] for i in emu.state()["instances"].values()) >= 50
                 ),
                 40,
+                step_s=0.2,
             ), locust.output()[-3000:]
             os.kill(locust.proc.pid, signal.SIGKILL)  # the master only: its forked workers live on
             killed_at = time.time()
             locust.proc.wait()
             # every worker stops by itself and ends its chats through the paced clean-up
-            assert wait_for(lambda: not group_alive(locust.proc.pid), 90), locust.output()[-3000:]
+            assert wait_for(lambda: not group_alive(locust.proc.pid), 90, step_s=0.2), locust.output()[-3000:]
             stopped_by = time.time()
             state = emu.state()
     last = last_start_second(state)
@@ -129,7 +121,9 @@ def test_the_master_ends_the_chats_of_a_killed_worker(tmp_path: Path):
             running_locust(worker_args, log=tmp_path / "a.log", env=env) as worker_a,
             running_locust(worker_args, log=tmp_path / "b.log", env=env) as worker_b,
         ):
-            assert wait_for(lambda: sum(i["active_chats"] for i in emu.state()["instances"].values()) >= 40, 40)
+            assert wait_for(
+                lambda: sum(i["active_chats"] for i in emu.state()["instances"].values()) >= 40, 40, step_s=0.2
+            )
             os.killpg(worker_b.proc.pid, signal.SIGKILL)
             worker_b.proc.wait()
             code = master.wait(160)
